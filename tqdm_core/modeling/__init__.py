@@ -1,0 +1,1 @@
+"""The tqdm model, one concept per file."""

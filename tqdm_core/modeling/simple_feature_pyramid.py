@@ -1,0 +1,30 @@
+"""ViTDet-style simple feature pyramid: one stride-16 ViT map to strides 4/8/16/32 (METHOD.md section 2.1)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SimpleFeaturePyramid(nn.Module):
+    """Turns four same-resolution ViT tap maps (stride 16) into a 4-level pyramid.
+
+    Official layout (`fpn1..fpn4`): s4 = ConvT -> BN -> GELU -> ConvT, s8 = ConvT, s16 = identity, s32 = max-pool.
+    The BatchNorm becomes SyncBatchNorm under data-parallel training (converted by the training script).
+    """
+
+    def __init__(self, *, channels: int) -> None:
+        super().__init__()
+        self.fpn1 = nn.Sequential(
+            nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2),
+            nn.BatchNorm2d(channels),
+            nn.GELU(),
+            nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2),
+        )
+        self.fpn2 = nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2)
+        self.fpn3 = nn.Identity()
+        self.fpn4 = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.out_channels = [channels] * 4
+
+    def forward(self, taps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Args: taps: 4 maps (B, C, H/16, W/16). Returns: maps at strides 4, 8, 16, 32."""
+        return [self.fpn1(taps[0]), self.fpn2(taps[1]), self.fpn3(taps[2]), self.fpn4(taps[3])]

@@ -1,0 +1,66 @@
+"""Named presets: one per paper configuration, plus a CPU-friendly ResNet variant and tiny random-weight presets
+for tests. `tqdm_core.create_model(name)` is the only place a preset becomes a model."""
+from __future__ import annotations
+
+import copy
+
+from tqdm_core.config import (BackboneConfig, ContextDecoderConfig, PixelDecoderConfig, TextConfig, TqdmConfig,
+                              TransformerDecoderConfig)
+
+# Tiny towers for tests: real open_clip architectures at a fraction of the width and depth, random weights.
+_TINY_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}
+_TINY_HEADS = dict(
+    context_decoder=ContextDecoderConfig(width=32, heads=2, layers=1),
+    pixel_decoder=PixelDecoderConfig(hidden_dim=64, encoder_layers=2, heads=4, points=2, ffn_dim=128),
+    decoder=TransformerDecoderConfig(hidden_dim=64, layers=3, heads=4, ffn_dim=128),
+)
+
+PRESETS: dict[str, TqdmConfig] = {
+    # METHOD.md 2.1: CLIP ViT-B/16 (OpenAI weights), DenseCLIP wrapper quirks on.
+    "tqdm-clip-vit-b16": TqdmConfig(
+        backbone=BackboneConfig(kind="vit", open_clip_model="ViT-B-16", embed_dim=512, image_size=512,
+                                out_indices=(3, 5, 7, 11), drop_path_rate=0.1, double_class_embedding=True),
+        text=TextConfig(open_clip_model="ViT-B-16", num_context_tokens=5),
+        pretrained="openai",
+    ),
+    # METHOD.md 2.2: EVA02-CLIP-L/14-336 at 512 input (36x36 grid), no drop path.
+    "tqdm-eva02-l14": TqdmConfig(
+        backbone=BackboneConfig(kind="eva", open_clip_model="EVA02-L-14-336", embed_dim=768, image_size=512,
+                                out_indices=(7, 11, 15, 23), drop_path_rate=0.0, double_class_embedding=False),
+        text=TextConfig(open_clip_model="EVA02-L-14-336", num_context_tokens=8),
+        pretrained="merged2b_s6b_b61k",
+    ),
+    # Hierarchical CLIP tower (not in the paper): stage outputs are the pyramid, no ViT, far cheaper on CPUs.
+    "tqdm-clip-rn50": TqdmConfig(
+        backbone=BackboneConfig(kind="resnet", open_clip_model="RN50", embed_dim=1024, image_size=512),
+        text=TextConfig(open_clip_model="RN50", num_context_tokens=5),
+        pretrained="openai",
+    ),
+    "tqdm-tiny-rn": TqdmConfig(
+        backbone=BackboneConfig(kind="resnet", open_clip_model="", embed_dim=64, image_size=256,
+                                vision_cfg={"layers": [1, 1, 1, 1], "width": 16, "image_size": 256,
+                                            "patch_size": None}),
+        text=TextConfig(open_clip_model="", text_cfg=dict(_TINY_TEXT), num_context_tokens=2),
+        **copy.deepcopy(_TINY_HEADS),
+    ),
+    "tqdm-tiny-vit": TqdmConfig(
+        backbone=BackboneConfig(kind="vit", open_clip_model="", embed_dim=64, image_size=256, out_indices=(0, 1, 2, 3),
+                                drop_path_rate=0.1, double_class_embedding=True,
+                                vision_cfg={"layers": 4, "width": 64, "head_width": 32, "patch_size": 16,
+                                            "image_size": 256}),
+        text=TextConfig(open_clip_model="", text_cfg=dict(_TINY_TEXT), num_context_tokens=2),
+        **copy.deepcopy(_TINY_HEADS),
+    ),
+}
+
+
+def list_presets() -> list[str]:
+    return sorted(PRESETS)
+
+
+def get_preset(name: str) -> TqdmConfig:
+    """A fresh copy of a preset's config (callers may modify it)."""
+    try:
+        return copy.deepcopy(PRESETS[name])
+    except KeyError:
+        raise KeyError(f"unknown preset '{name}'; available presets: {list_presets()}") from None
