@@ -1,0 +1,227 @@
+"""Numpy in, numpy out: the one interface between the tqdm model and every application (node, bag tools, eval).
+
+The Predictor owns colour order, optional rescaling, normalisation, padding, whole-image or sliding-window
+inference, precision, `no_grad`, and the input contract. Outputs are always at the input resolution.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tqdm_core.classes import IGNORE_INDEX, ClassTable
+from tqdm_core.image_normalization import normalize_images
+from tqdm_core.inference.sliding_window import window_starts
+from tqdm_core.modeling.semantic_inference import scores_to_probabilities, semantic_scores
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+MODES = ("whole", "slide")
+MAX_SIDE = 8192  # larger inputs are almost surely a wrong shape or encoding
+
+
+@dataclass
+class Prediction:
+    """Per-pixel result for one image, at the image's resolution.
+
+    Attributes:
+        labels: (H, W) uint8 class ids; 255 where confidence < the predictor's confidence_threshold.
+        confidence: (H, W) float32 in [0, 1], the largest class probability.
+        probabilities: (K, H, W) float32 class probabilities, or None unless requested.
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+class Predictor:
+    """Runs a TqdmSegmentor on numpy images.
+
+    Args:
+        model: a TqdmSegmentor (put in eval mode and moved to `device`).
+        device: "cpu", "cuda" or "cuda:N".
+        precision: "fp32", "bf16" (CPU and GPU) or "fp16" (GPU only), applied through autocast.
+        mode: "whole" (pad to the model's size divisor, one pass) or "slide" (windows, scores averaged).
+        window, stride: sliding-window size and step in pixels (512 and 341 in the paper).
+        scale: resize factor applied to the input before inference (e.g. 0.5 for speed); outputs are resized back.
+        confidence_threshold: pixels whose confidence is below it are labelled 255 (unlabeled).
+        max_batch_size: images (whole) or windows (slide) per forward pass.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, device: str = "cpu", precision: str = "fp32", mode: str = "whole",
+                 window: int = 512, stride: int = 341, scale: float = 1.0, confidence_threshold: float = 0.0,
+                 max_batch_size: int = 8) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got '{mode}'")
+        self.device = _check_device(device)
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision 'fp16' needs a CUDA device; on CPU use 'bf16' or 'fp32'")
+        if not 0.0 <= confidence_threshold <= 1.0:
+            raise ValueError(f"confidence_threshold must be in [0, 1], got {confidence_threshold}")
+        if not 0.05 <= scale <= 8.0:
+            raise ValueError(f"scale must be in [0.05, 8], got {scale}")
+        if window < model.size_divisor or window % model.size_divisor or not 0 < stride <= window:
+            raise ValueError(f"window must be a positive multiple of {model.size_divisor} and 0 < stride <= window, "
+                             f"got window={window}, stride={stride}")
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        self.model = model.eval().to(self.device)
+        self.precision = precision
+        self.mode = mode
+        self.window = window
+        self.stride = stride
+        self.scale = scale
+        self.confidence_threshold = confidence_threshold
+        self.max_batch_size = max_batch_size
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, *, preset: str | None = None, **kwargs) -> "Predictor":
+        """Load a checkpoint written by `tqdm_core.save_checkpoint` (see Predictor for the keyword arguments)."""
+        from tqdm_core.checkpoint import load_checkpoint
+
+        return cls(load_checkpoint(path, preset=preset), **kwargs)
+
+    @property
+    def class_table(self) -> ClassTable:
+        return self.model.class_table
+
+    def describe(self) -> dict:
+        """Summary for logs and diagnostics."""
+        return {
+            "model": self.model.preset,
+            "classes": self.class_table.name,
+            "num_classes": self.class_table.num_classes,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "device": str(self.device),
+            "precision": self.precision,
+            "mode": self.mode,
+            "scale": self.scale,
+            "confidence_threshold": self.confidence_threshold,
+        }
+
+    def predict(self, image: np.ndarray, *, channel_order: str = "rgb",
+                return_probabilities: bool = False) -> Prediction:
+        """Segment one (H, W, 3) uint8 image."""
+        return self.predict_batch([image], channel_order=channel_order, return_probabilities=return_probabilities)[0]
+
+    def predict_batch(self, images: Sequence[np.ndarray], *, channel_order: str = "rgb",
+                      return_probabilities: bool = False) -> list[Prediction]:
+        """Segment several images; images of the same size share forward passes.
+
+        Args:
+            images: (H_i, W_i, 3) uint8 arrays, sizes may differ.
+            channel_order: "rgb" or "bgr" (OpenCV order).
+            return_probabilities: also return the (K, H, W) class probabilities.
+        """
+        if channel_order not in ("rgb", "bgr"):
+            raise ValueError(f"channel_order must be 'rgb' or 'bgr', got '{channel_order}'")
+        if not isinstance(images, (list, tuple)):
+            raise ValueError(f"predict_batch expects a list of images, got {type(images).__name__}")
+        for index, image in enumerate(images):
+            check_image(image, name=f"image {index}")
+        results: list[Prediction | None] = [None] * len(images)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(index)
+        for indices in by_shape.values():
+            step = self.max_batch_size if self.mode == "whole" else 1
+            for start in range(0, len(indices), step):
+                chunk = indices[start:start + step]
+                batch = np.stack([images[i] for i in chunk])
+                for i, prediction in zip(chunk, self._predict_same_size(batch, channel_order, return_probabilities)):
+                    results[i] = prediction
+        return results
+
+    @torch.inference_mode()
+    def probabilities(self, images: np.ndarray, *, channel_order: str = "rgb") -> torch.Tensor:
+        """Class probabilities for a (B, H, W, 3) uint8 batch of same-size images: (B, K, H, W) float32 (device)."""
+        tensor = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        tensor = tensor.permute(0, 3, 1, 2)  # (B, H, W, 3) -> (B, 3, H, W)
+        if channel_order == "bgr":
+            tensor = tensor.flip(1)
+        height, width = tensor.shape[-2:]
+        tensor = normalize_images(tensor)
+        if self.scale != 1.0:
+            size = (max(1, round(height * self.scale)), max(1, round(width * self.scale)))
+            tensor = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=self.scale < 1)
+        scores = self._whole(tensor) if self.mode == "whole" else self._slide(tensor)
+        if scores.shape[-2:] != (height, width):
+            scores = F.interpolate(scores, size=(height, width), mode="bilinear", align_corners=False)
+        return scores_to_probabilities(scores)
+
+    def _predict_same_size(self, images: np.ndarray, channel_order: str,
+                           return_probabilities: bool) -> list[Prediction]:
+        probabilities = self.probabilities(images, channel_order=channel_order)
+        confidence, labels = probabilities.max(dim=1)
+        labels = labels.to(torch.uint8)
+        labels[confidence < self.confidence_threshold] = IGNORE_INDEX
+        labels_np = labels.cpu().numpy()
+        confidence_np = confidence.clamp(0.0, 1.0).cpu().numpy().astype(np.float32)
+        probabilities_np = probabilities.cpu().numpy() if return_probabilities else None
+        return [Prediction(labels=labels_np[i], confidence=confidence_np[i],
+                           probabilities=None if probabilities_np is None else probabilities_np[i])
+                for i in range(len(images))]
+
+    def _forward_scores(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised, H and W multiples of the size divisor -> (B, K, H, W) scores S (fp32)."""
+        dtype = PRECISIONS[self.precision]
+        with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            outputs = self.model(batch)
+        scores = semantic_scores(outputs["pred_logits"], outputs["pred_masks"])
+        return F.interpolate(scores, size=batch.shape[-2:], mode="bilinear", align_corners=False)
+
+    def _whole(self, images: torch.Tensor) -> torch.Tensor:
+        height, width = images.shape[-2:]
+        divisor = self.model.size_divisor
+        padded = F.pad(images, (0, -width % divisor, 0, -height % divisor))  # zeros = the mean colour
+        return self._forward_scores(padded)[..., :height, :width]
+
+    def _slide(self, images: torch.Tensor) -> torch.Tensor:
+        """Average the scores of overlapping windows; windows of one image go through the model together."""
+        height, width = images.shape[-2:]
+        window = self.window
+        padded = F.pad(images, (0, max(window - width, 0), 0, max(window - height, 0)))
+        padded_h, padded_w = padded.shape[-2:]
+        boxes = [(y, x) for y in window_starts(padded_h, window, self.stride)
+                 for x in window_starts(padded_w, window, self.stride)]
+        scores = torch.zeros(images.shape[0], self.model.num_classes, padded_h, padded_w, device=images.device)
+        counts = torch.zeros(1, 1, padded_h, padded_w, device=images.device)
+        for start in range(0, len(boxes), self.max_batch_size):
+            chunk = boxes[start:start + self.max_batch_size]
+            crops = torch.cat([padded[..., y:y + window, x:x + window] for y, x in chunk])  # (n * B, 3, win, win)
+            chunk_scores = self._forward_scores(crops).split(images.shape[0])
+            for (y, x), crop_scores in zip(chunk, chunk_scores):
+                scores[..., y:y + window, x:x + window] += crop_scores
+                counts[..., y:y + window, x:x + window] += 1
+        return (scores / counts)[..., :height, :width]
+
+
+def check_image(image: np.ndarray, *, name: str = "image") -> None:
+    """Raise ValueError unless `image` is an (H, W, 3) uint8 array of a sensible size."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{name}: expected a numpy array (H, W, 3) uint8, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name}: expected dtype uint8, got {image.dtype}; convert 16-bit or float images to "
+                         f"8-bit RGB first")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{name}: expected shape (H, W, 3), got {image.shape}; convert grey or RGBA images to RGB")
+    if not (0 < image.shape[0] <= MAX_SIDE and 0 < image.shape[1] <= MAX_SIDE):
+        raise ValueError(f"{name}: height and width must be in 1..{MAX_SIDE}, got {image.shape[:2]}")
+
+
+def _check_device(device: str) -> torch.device:
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got '{device}'") from error
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' requested but CUDA is not available here; use device='cpu'")
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got '{device}'")
+    return parsed
