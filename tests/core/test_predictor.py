@@ -1,0 +1,113 @@
+"""The Predictor's contract: numpy in, numpy out at the input resolution, modes, precision, errors."""
+import numpy as np
+import pytest
+import torch
+
+from tqdm_core import IGNORE_INDEX, Predictor, create_model
+from tqdm_core.inference.sliding_window import window_starts
+
+
+@pytest.fixture(scope="module")
+def model():
+    return create_model("tqdm-tiny-rn", pretrained=None, seed=0)
+
+
+def random_image(height, width, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_outputs_at_input_resolution(model):
+    predictor = Predictor(model)
+    for height, width in [(37, 53), (64, 64), (90, 161)]:
+        result = predictor.predict(random_image(height, width), return_probabilities=True)
+        assert result.labels.shape == (height, width) and result.labels.dtype == np.uint8
+        assert result.confidence.shape == (height, width) and result.confidence.dtype == np.float32
+        assert result.probabilities.shape == (model.num_classes, height, width)
+        assert 0.0 <= result.confidence.min() and result.confidence.max() <= 1.0
+        np.testing.assert_allclose(result.probabilities.sum(0), 1.0, atol=1e-4)
+        np.testing.assert_array_equal(result.labels, result.probabilities.argmax(0))
+        np.testing.assert_allclose(result.confidence, result.probabilities.max(0), atol=1e-6)
+
+
+def test_slide_equals_whole_when_one_window_covers_the_image(model):
+    image = random_image(128, 128, seed=1)
+    whole = Predictor(model, mode="whole").predict(image, return_probabilities=True)
+    slide = Predictor(model, mode="slide", window=128, stride=85).predict(image, return_probabilities=True)
+    np.testing.assert_array_equal(whole.probabilities, slide.probabilities)
+
+
+def test_slide_covers_large_images(model):
+    result = Predictor(model, mode="slide", window=64, stride=43).predict(random_image(100, 150, seed=2))
+    assert result.labels.shape == (100, 150)
+
+
+def test_window_placement_matches_the_paper():
+    assert window_starts(1024, 512, 341) == [0, 341, 512]  # METHOD.md 12: 512x1024 gives x = 0, 341, 512
+    assert window_starts(512, 512, 341) == [0]
+    assert window_starts(2048, 512, 341) == [0, 341, 682, 1023, 1364, 1536]  # Cityscapes: 6 columns
+    assert window_starts(300, 512, 341) == [0]
+
+
+def test_batch_equals_single_and_bgr_equals_flipped_rgb(model):
+    predictor = Predictor(model)
+    images = [random_image(64, 96, seed=s) for s in range(3)] + [random_image(50, 70, seed=9)]
+    batched = predictor.predict_batch(images, return_probabilities=True)
+    for image, result in zip(images, batched):
+        single = predictor.predict(image, return_probabilities=True)
+        np.testing.assert_allclose(result.probabilities, single.probabilities, atol=1e-5)
+    bgr = predictor.predict(images[0][..., ::-1].copy(), channel_order="bgr", return_probabilities=True)
+    np.testing.assert_allclose(bgr.probabilities, batched[0].probabilities, atol=1e-6)
+
+
+def test_confidence_threshold_marks_unlabeled(model):
+    image = random_image(64, 64, seed=3)
+    plain = Predictor(model).predict(image)
+    threshold = float(np.median(plain.confidence))
+    gated = Predictor(model, confidence_threshold=threshold).predict(image)
+    low = plain.confidence < threshold
+    assert low.any() and (~low).any()
+    assert (gated.labels[low] == IGNORE_INDEX).all()
+    np.testing.assert_array_equal(gated.labels[~low], plain.labels[~low])
+
+
+def test_bf16_stays_close_to_fp32(model):
+    image = random_image(64, 64, seed=4)
+    fp32 = Predictor(model).predict(image, return_probabilities=True)
+    bf16 = Predictor(model, precision="bf16").predict(image, return_probabilities=True)
+    assert np.abs(fp32.probabilities - bf16.probabilities).max() < 0.02
+
+
+def test_scaled_inference_returns_input_resolution(model):
+    result = Predictor(model, scale=0.5).predict(random_image(96, 128, seed=5))
+    assert result.labels.shape == (96, 128)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (np.zeros((10, 10, 3), np.float32), "dtype uint8"),
+    (np.zeros((10, 10), np.uint8), r"shape \(H, W, 3\)"),
+    (np.zeros((10, 10, 4), np.uint8), r"shape \(H, W, 3\)"),
+    (np.zeros((0, 10, 3), np.uint8), "height and width"),
+    ([[1, 2, 3]], "numpy array"),
+])
+def test_bad_images_raise_clear_errors(model, bad, message):
+    with pytest.raises(ValueError, match=message):
+        Predictor(model).predict(bad)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"precision": "fp8"}, "precision must be"),
+    ({"mode": "tiles"}, "mode must be"),
+    ({"precision": "fp16"}, "needs a CUDA device"),
+    ({"confidence_threshold": 1.5}, "confidence_threshold"),
+    ({"window": 100}, "multiple of"),
+    ({"device": "tpu"}, "device must be"),
+])
+def test_bad_settings_raise_clear_errors(model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Predictor(model, **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is missing")
+def test_cuda_request_without_cuda_is_a_clear_error(model):
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        Predictor(model, device="cuda")
