@@ -56,6 +56,8 @@ def create_model(name: str, *, pretrained: str | None = DEFAULT_PRETRAINED, clas
         config = merge_overrides(config, {"class_table": "custom", "classes": list(classes)})
     if pretrained == DEFAULT_PRETRAINED:
         pretrained = config.pretrained
+    # Fetch the weights first: a missing file or an offline download fails before minutes of model building.
+    pretrained_state = load_pretrained_state(config.backbone.open_clip_model, pretrained) if pretrained else None
     generator_state = torch.random.get_rng_state()
     if seed is not None:
         torch.manual_seed(seed)
@@ -64,8 +66,8 @@ def create_model(name: str, *, pretrained: str | None = DEFAULT_PRETRAINED, clas
     finally:
         if seed is not None:
             torch.random.set_rng_state(generator_state)
-    if pretrained is not None:
-        _load_towers(model, config, pretrained)
+    if pretrained_state is not None:
+        _load_towers(model, config, pretrained_state, pretrained)
     else:
         logger.info("model '%s' built with random CLIP towers (pretrained=None)", name)
     model.config = config
@@ -118,9 +120,8 @@ def _build_backbone(config: TqdmConfig, visual: nn.Module) -> nn.Module:
     raise ValueError(f"unknown backbone kind '{bb.kind}'; expected 'vit', 'eva' or 'resnet'")
 
 
-def _load_towers(model: TqdmSegmentor, config: TqdmConfig, pretrained: str) -> None:
+def _load_towers(model: TqdmSegmentor, config: TqdmConfig, state: dict[str, torch.Tensor], pretrained: str) -> None:
     """Load pretrained CLIP weights into the visual tower (positional grid resized) and the frozen text tower."""
-    state = load_pretrained_state(config.backbone.open_clip_model, pretrained)
     visual_state = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
     model.backbone.visual.load_state_dict(model.backbone.adapt_pretrained_state(visual_state), strict=True)
     text = model.text_encoder
