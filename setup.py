@@ -34,6 +34,7 @@ setup(
     entry_points={
         'console_scripts': [
             'segmentation_node = tqdm_ros.segmentation_node:main',
+            'tqdm-bag = tqdm_ros.bag.cli:main',
         ],
     },
 )

@@ -1,15 +1,32 @@
-"""tqdm_core: the tqdm domain-generalized semantic segmenter (Pak et al., ECCV 2024) in plain PyTorch."""
-from tqdm_core.builder import create_model
-from tqdm_core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from tqdm_core.classes import CAMVID_11, CITYSCAPES_19, IGNORE_INDEX, ClassTable, get_class_table
-from tqdm_core.config import TqdmConfig
-from tqdm_core.inference import Prediction, Predictor
-from tqdm_core.presets import list_presets
-from tqdm_core.pretrained import PretrainedWeightsUnavailable
+"""tqdm_core: the tqdm domain-generalized semantic segmenter (Pak et al., ECCV 2024) in plain PyTorch.
 
-__all__ = [
-    "CAMVID_11", "CITYSCAPES_19", "IGNORE_INDEX", "CheckpointError", "ClassTable", "Prediction", "Predictor",
-    "PretrainedWeightsUnavailable", "TqdmConfig", "create_model", "get_class_table", "list_presets",
-    "load_checkpoint", "read_checkpoint", "save_checkpoint",
-]
+Light names (class tables) import at once; the model, Predictor and checkpoint helpers load torch and open_clip
+on first use, so tools that only need class tables start fast.
+"""
+import importlib
+
+from tqdm_core.classes import CAMVID_11, CITYSCAPES_19, IGNORE_INDEX, ClassTable, get_class_table
+
+_LAZY = {
+    "create_model": "tqdm_core.builder",
+    "CheckpointError": "tqdm_core.checkpoint",
+    "load_checkpoint": "tqdm_core.checkpoint",
+    "read_checkpoint": "tqdm_core.checkpoint",
+    "save_checkpoint": "tqdm_core.checkpoint",
+    "TqdmConfig": "tqdm_core.config",
+    "Prediction": "tqdm_core.inference.predictor",
+    "Predictor": "tqdm_core.inference.predictor",
+    "list_presets": "tqdm_core.presets",
+    "PretrainedWeightsUnavailable": "tqdm_core.pretrained",
+}
+
+__all__ = ["CAMVID_11", "CITYSCAPES_19", "IGNORE_INDEX", "ClassTable", "get_class_table", *_LAZY]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tqdm_core' has no attribute '{name}'")

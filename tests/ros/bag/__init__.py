@@ -1,0 +1,1 @@
+"""Tests of the bag tools (tqdm_ros.bag)."""

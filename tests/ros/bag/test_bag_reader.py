@@ -1,0 +1,81 @@
+"""bag_reader: clear errors for missing, damaged or mismatched bags; image decoding."""
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Writer
+
+from tqdm_ros.bag.bag_reader import (BagError, image_to_array, IMAGE_TYPE, iter_labeled_frames,
+                                     open_bag, summarize_bag, typestore_for)
+from tqdm_ros.bag.make_bag import image_message, STORAGES
+
+
+def _read_all(bag):
+    with open_bag(bag) as reader:
+        return list(iter_labeled_frames(reader, image_topic='/camera/image_raw',
+                                        label_topic='/camera/ground_truth'))
+
+
+def test_missing_bag_and_directory_without_metadata(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no bag at '.*nothing'"):
+        _read_all(tmp_path / 'nothing')
+    (tmp_path / 'half').mkdir()
+    (tmp_path / 'half' / 'half.db3').write_bytes(b'')
+    with pytest.raises(BagError, match='not a rosbag2 bag.*metadata.yaml'):
+        _read_all(tmp_path / 'half')
+
+
+@pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
+def test_truncated_bag_gives_a_clear_error(make_test_bag, storage):
+    bag = make_test_bag(storage=storage)
+    (data_file,) = [p for p in bag.iterdir() if p.suffix in ('.db3', '.mcap')]
+    data_file.write_bytes(data_file.read_bytes()[:data_file.stat().st_size // 2])
+    with pytest.raises(BagError, match='damaged or truncated'):
+        _read_all(bag)
+
+
+def test_missing_topic_lists_the_topics_of_the_bag(make_test_bag):
+    bag = make_test_bag()
+    with open_bag(bag) as reader, pytest.raises(
+            BagError, match=r'no topic /cam/labels; its topics are: /camera/ground_truth, '):
+        list(iter_labeled_frames(reader, image_topic='/camera/image_raw',
+                                 label_topic='/cam/labels'))
+
+
+def test_ground_truth_of_another_size_in_a_bag(tmp_path):
+    store = typestore_for()
+    with Writer(tmp_path / 'bag', version=9, storage_plugin=STORAGES['sqlite3']) as writer:
+        for topic, array, encoding in (
+                ('/camera/image_raw', np.zeros((72, 96, 3), np.uint8), 'rgb8'),
+                ('/camera/ground_truth', np.zeros((36, 48), np.uint8), 'mono8')):
+            conn = writer.add_connection(topic, IMAGE_TYPE, typestore=store)
+            msg = image_message(store, array=array, encoding=encoding, stamp_ns=5, frame_id='c')
+            writer.write(conn, 5, store.serialize_cdr(msg, IMAGE_TYPE))
+    with pytest.raises(BagError, match='ground truth at stamp 5 ns is 48x36 but its image is '
+                                       '96x72'):
+        _read_all(tmp_path / 'bag')
+
+
+def test_summary_counts_topics(make_test_bag):
+    summary = summarize_bag(make_test_bag(num_frames=3, rate_hz=5.0))
+    assert summary.message_count == 7 and summary.storage == 'sqlite3'
+    assert [(t.name, t.message_count, t.latched) for t in summary.topics] == [
+        ('/camera/ground_truth', 3, False), ('/camera/ground_truth/class_table', 1, True),
+        ('/camera/image_raw', 3, False)]
+    # Frames 0.2 s apart, logged 3 ms after capture; the class table is logged at the first stamp.
+    assert summary.duration_s == pytest.approx(0.403)
+
+
+def test_image_to_array_respects_step_and_channel_order():
+    store = typestore_for()
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    # bgr8 rows of 9 bytes padded to a step of 12: the padding must not leak into the pixels.
+    padded = np.zeros((2, 12), np.uint8)
+    padded[:, :9] = rgb[:, :, ::-1].reshape(2, 9)
+    msg = image_message(store, array=rgb, encoding='rgb8', stamp_ns=0, frame_id='')
+    msg.encoding, msg.step, msg.data = 'bgr8', 12, padded.reshape(-1)
+    np.testing.assert_array_equal(image_to_array(msg), rgb)
+    msg.data = padded.reshape(-1)[:-5]
+    with pytest.raises(BagError, match='cannot decode bgr8 image of the bag: .*19 bytes'):
+        image_to_array(msg)
+    msg.encoding = '16UC1'
+    with pytest.raises(BagError, match='cannot decode 16UC1 image'):
+        image_to_array(msg)

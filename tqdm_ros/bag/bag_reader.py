@@ -1,0 +1,369 @@
+"""Reading rosbag2 bags (sqlite3 or mcap storage) with `rosbags`, no ROS install needed.
+
+Everything the bag tools read goes through here: opening a bag with clear errors for a missing
+or truncated one, a summary of its topics, the class table of its ground truth, and the pairs of
+camera frames and ground-truth labels matched by header stamp that evaluation consumes.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+import functools
+import importlib
+import json
+import pathlib
+import re
+import shutil
+import sqlite3
+
+import numpy as np
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.interfaces import Connection, QosDurability
+from rosbags.rosbag2 import ReaderError
+from rosbags.typesys import get_types_from_msg, get_typestore, Stores, TypesysError
+from rosbags.typesys.store import Typestore
+from tqdm_core.classes import ClassTable, IGNORE_INDEX
+
+from tqdm_ros.image_conversion import image_to_numpy, image_to_rgb8, ImageConversionError
+
+IMAGE_TYPE = 'sensor_msgs/msg/Image'
+STRING_TYPE = 'std_msgs/msg/String'
+
+# Every way rosbags fails on a bad bag; sqlite3 and struct errors come from truncated files.
+_READ_ERRORS = (AnyReaderError, ReaderError, TypesysError, sqlite3.DatabaseError, EOFError,
+                KeyError, ValueError, AssertionError)
+
+
+class BagError(ValueError):
+    """A bag that cannot be read or lacks what a tool needs; the message says what to do."""
+
+
+def typestore_for(msgtypes: Iterable[str] = ()) -> Typestore:
+    """Return a typestore with the Kilted messages plus any installed message type not in it.
+
+    Kilted definitions give the same RIHS01 type hashes as the pip Kilted messages, so `ros2 bag`
+    and rclpy agree with the bags written here. A type that `rosbags` does not ship (a custom
+    message) is read from the installed ``share/<package>/msg/<Name>.msg`` with its dependencies.
+
+    Args:
+        msgtypes: full type names such as ``sensor_msgs/msg/Image`` that must be known.
+
+    Raises:
+        BagError: a type is neither in the Kilted store nor installed.
+    """
+    store = get_typestore(Stores.ROS2_KILTED)
+    pending = [t for t in msgtypes if t not in store.fielddefs]
+    while pending:
+        msgtype = pending.pop()
+        if msgtype in store.fielddefs:
+            continue
+        typs = get_types_from_msg(_installed_msg_text(msgtype), msgtype)
+        store.register(typs)
+        pending.extend(name for name in _referenced_types(typs[msgtype])
+                       if name not in store.fielddefs)
+    return store
+
+
+def _installed_msg_text(msgtype: str) -> str:
+    package, _, name = msgtype.split('/')
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        share = pathlib.Path(get_package_share_directory(package))
+        return (share / 'msg' / f'{name}.msg').read_text()
+    except (ImportError, LookupError, OSError):
+        raise BagError(
+            f"message type '{msgtype}' is not known to rosbags and its definition "
+            f"share/{package}/msg/{name}.msg is not installed; install the '{package}' "
+            'message package or leave this topic out') from None
+
+
+def _referenced_types(fielddef: object) -> Iterator[str]:
+    """Yield every message type name nested in a rosbags field definition."""
+    if isinstance(fielddef, str):
+        if re.fullmatch(r'\w+/msg/\w+', fielddef):
+            yield fielddef
+    elif isinstance(fielddef, (tuple, list)):
+        for item in fielddef:
+            yield from _referenced_types(item)
+
+
+@contextmanager
+def staged_bag_path(output: pathlib.Path) -> Iterator[pathlib.Path]:
+    """Yield a staging path for a new bag and move it to ``output`` only if the block succeeds.
+
+    The staging directory has the final name inside a hidden sibling folder, because rosbag2
+    names its storage file after the bag directory. On any exception (Ctrl-C included) the
+    staging folder is removed, so ``output`` either holds a complete bag or does not exist.
+
+    Raises:
+        FileExistsError: ``output`` exists already.
+    """
+    if output.exists():
+        raise FileExistsError(f"'{output}' exists; remove it or choose another output path")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    holder = output.parent / f'.{output.name}.partial'
+    shutil.rmtree(holder, ignore_errors=True)
+    holder.mkdir()
+    try:
+        yield holder / output.name
+        (holder / output.name).rename(output)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+
+
+@contextmanager
+def open_bag(path: str | pathlib.Path) -> Iterator[AnyReader]:
+    """Open a rosbag2 bag directory for reading, turning rosbags errors into clear ones.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        BagError: not a rosbag2 directory, or its metadata or storage file is damaged.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no bag at '{path}': expected a rosbag2 directory holding metadata.yaml; "
+            "make one with 'tqdm-bag make' or record one with 'tqdm-bag record'")
+    if not (path / 'metadata.yaml').is_file():
+        raise BagError(
+            f"'{path}' is not a rosbag2 bag: expected a directory holding metadata.yaml and a "
+            '.db3 or .mcap file; a bag left by an interrupted recorder has no metadata.yaml')
+    try:
+        reader = AnyReader([path], default_typestore=typestore_for())
+        reader.open()
+    except _READ_ERRORS as err:
+        raise BagError(f"cannot open bag '{path}': {err}; the bag is damaged or truncated, "
+                       'record or make it again') from None
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def iter_messages(reader: AnyReader, connections: list[Connection], *,
+                  start: int | None = None) -> Iterator[tuple[Connection, int, bytes]]:
+    """Yield (connection, log time in ns, raw CDR bytes) in log-time order with clear errors."""
+    try:
+        yield from reader.messages(connections=connections, start=start)
+    except _READ_ERRORS as err:
+        raise BagError(f"bag '{reader.paths[0]}' is damaged or truncated: {err}; "
+                       'record or make it again') from None
+
+
+def connections_for(reader: AnyReader, topics: Iterable[str]) -> list[Connection]:
+    """Return the connections of the given topics.
+
+    Raises:
+        BagError: a topic is not in the bag (the message lists the topics that are).
+    """
+    topics = list(topics)
+    available = sorted({c.topic for c in reader.connections})
+    missing = [t for t in topics if t not in available]
+    if missing:
+        raise BagError(f"bag '{reader.paths[0]}' has no topic {', '.join(missing)}; "
+                       f"its topics are: {', '.join(available) or '(none)'}")
+    return [c for c in reader.connections if c.topic in topics]
+
+
+def is_latched(connection: Connection) -> bool:
+    """Tell whether every recorded publisher offered transient-local durability (latched)."""
+    profiles = getattr(connection.ext, 'offered_qos_profiles', [])
+    return bool(profiles) and all(
+        p.durability == QosDurability.TRANSIENT_LOCAL for p in profiles)
+
+
+@dataclass(frozen=True)
+class TopicSummary:
+    """One topic of a bag.
+
+    Attributes:
+        name: topic name.
+        msgtype: full message type, e.g. ``sensor_msgs/msg/Image``.
+        message_count: messages recorded on the topic.
+        latched: every recorded publisher was transient-local.
+    """
+
+    name: str
+    msgtype: str
+    message_count: int
+    latched: bool
+
+
+@dataclass(frozen=True)
+class BagSummary:
+    """What `tqdm-bag info` shows.
+
+    Attributes:
+        path: the bag directory.
+        storage: ``sqlite3`` or ``mcap``.
+        start_ns: log time of the first message, ns since the epoch.
+        end_ns: log time of the last message, ns since the epoch.
+        message_count: messages over all topics.
+        size_bytes: bytes of all files in the bag directory.
+        topics: per-topic summaries sorted by name.
+    """
+
+    path: pathlib.Path
+    storage: str
+    start_ns: int
+    end_ns: int
+    message_count: int
+    size_bytes: int
+    topics: tuple[TopicSummary, ...]
+
+    @property
+    def duration_s(self) -> float:
+        return max(0, self.end_ns - self.start_ns) * 1e-9
+
+
+def summarize_bag(path: str | pathlib.Path) -> BagSummary:
+    """Read the metadata and connections of a bag into a `BagSummary`."""
+    path = pathlib.Path(path)
+    with open_bag(path) as reader:
+        by_topic: dict[str, list[Connection]] = {}
+        for connection in reader.connections:
+            by_topic.setdefault(connection.topic, []).append(connection)
+        topics = tuple(
+            TopicSummary(name=name, msgtype=conns[0].msgtype,
+                         message_count=sum(c.msgcount for c in conns),
+                         latched=all(is_latched(c) for c in conns))
+            for name, conns in sorted(by_topic.items()))
+        storage = 'mcap' if any(p.suffix == '.mcap' for p in path.iterdir()) else 'sqlite3'
+        count = reader.message_count
+        # rosbags reports end_time one ns past the last message.
+        start, end = (reader.start_time, reader.end_time - 1) if count else (0, 0)
+    size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return BagSummary(path=path, storage=storage, start_ns=start, end_ns=end,
+                      message_count=count, size_bytes=size, topics=topics)
+
+
+def stamp_to_ns(stamp: object) -> int:
+    """Nanoseconds of a ``builtin_interfaces/Time`` (rosbags or rclpy message)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def image_to_array(msg: object) -> np.ndarray:
+    """Decode a camera frame or a label image of a bag into a numpy array.
+
+    The node's decoder (`tqdm_ros.image_conversion`) does the work, so bags and live topics are
+    read the same way (``step`` padding, byte order, the same checks).
+
+    Args:
+        msg: a ``sensor_msgs/Image`` (rosbags or rclpy message).
+
+    Returns:
+        (H, W) uint8 for ``mono8`` (labels); (H, W, 3) uint8 RGB for every other encoding
+        (BGR reordered, alpha dropped, mono and float images expanded as the node does).
+
+    Raises:
+        BagError: a malformed message (unsupported encoding, ``step`` or data length wrong).
+    """
+    try:
+        if msg.encoding == 'mono8':
+            return image_to_numpy(msg)
+        image, channel_order = image_to_rgb8(msg)
+    except ImageConversionError as err:
+        raise BagError(f'cannot decode {msg.encoding} image of the bag: {err}') from None
+    return np.ascontiguousarray(image[:, :, ::-1]) if channel_order == 'bgr' else image
+
+
+def class_table_from_json(text: str) -> ClassTable:
+    """Parse the JSON class table published on the latched class-table topic."""
+    try:
+        return ClassTable.from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError) as err:
+        raise BagError(f'class table message is not a JSON class table ({err}); expected '
+                       '{"name": ..., "names": [...], "colors": [[r, g, b], ...]}') from None
+
+
+def class_table_to_json(table: ClassTable) -> str:
+    """Serialize a class table for the latched ``std_msgs/String`` class-table topic."""
+    return json.dumps(table.to_dict() | {'ignore_index': IGNORE_INDEX})
+
+
+def read_class_table(reader: AnyReader, topic: str) -> ClassTable:
+    """Return the class table stored on a ``std_msgs/String`` JSON topic (its last message)."""
+    connections = connections_for(reader, [topic])
+    text = None
+    for connection, _, raw in iter_messages(reader, connections):
+        text = reader.deserialize(raw, connection.msgtype).data
+    if text is None:
+        raise BagError(f"topic '{topic}' of bag '{reader.paths[0]}' holds no message")
+    return class_table_from_json(text)
+
+
+@dataclass(frozen=True)
+class LabeledFrame:
+    """A camera frame and its ground truth, paired by header stamp.
+
+    Attributes:
+        stamp_ns: header stamp of the image (and of its label), ns.
+        frame_id: header frame_id of the image.
+        image: (H, W, 3) uint8 RGB.
+        label: (H, W) uint8 class ids, 255 = ignore; None when the bag has no label topic.
+    """
+
+    stamp_ns: int
+    frame_id: str
+    image: np.ndarray
+    label: np.ndarray | None
+
+
+def iter_labeled_frames(reader: AnyReader, *, image_topic: str,
+                        label_topic: str | None = None) -> Iterator[LabeledFrame]:
+    """Yield camera frames with their ground truth, matched by header stamp, in log-time order.
+
+    A frame is yielded as soon as both its image and its label have been read, so memory holds
+    only the few messages whose partner is still ahead in the bag. A frame without a partner is
+    not yielded; callers compare the frames received with the topic message counts.
+
+    Raises:
+        BagError: a topic is missing, or a label differs in size from its image.
+    """
+    topics = [image_topic] + ([label_topic] if label_topic else [])
+    connections = connections_for(reader, topics)
+    for connection in connections:
+        if connection.msgtype != IMAGE_TYPE:
+            raise BagError(f"topic '{connection.topic}' has type {connection.msgtype}, "
+                           f'expected {IMAGE_TYPE}')
+    images: dict[int, tuple[str, np.ndarray]] = {}
+    labels: dict[int, np.ndarray] = {}
+    for connection, _, raw in iter_messages(reader, connections):
+        msg = reader.deserialize(raw, connection.msgtype)
+        stamp = stamp_to_ns(msg.header.stamp)
+        array = image_to_array(msg)
+        if connection.topic == image_topic:
+            if array.ndim != 3:
+                raise BagError(f"camera topic '{image_topic}' carries mono8 images; expected "
+                               'a camera encoding such as rgb8 or bgr8')
+            images[stamp] = (msg.header.frame_id, array)
+        else:
+            if array.ndim != 2:
+                raise BagError(f"label topic '{label_topic}' carries {msg.encoding} images; "
+                               'expected mono8 class ids')
+            labels[stamp] = array
+        if label_topic is None:
+            frame_id, image = images.pop(stamp)
+            yield LabeledFrame(stamp_ns=stamp, frame_id=frame_id, image=image, label=None)
+        elif stamp in images and stamp in labels:
+            frame_id, image = images.pop(stamp)
+            label = labels.pop(stamp)
+            if label.shape != image.shape[:2]:
+                raise BagError(
+                    f'ground truth at stamp {stamp} ns is {label.shape[1]}x{label.shape[0]} but '
+                    f'its image is {image.shape[1]}x{image.shape[0]}; labels must have the '
+                    'camera resolution')
+            yield LabeledFrame(stamp_ns=stamp, frame_id=frame_id, image=image, label=label)
+
+
+@functools.lru_cache(maxsize=None)
+def message_class(msgtype: str) -> type:
+    """Import the rclpy message class of a full type name such as ``sensor_msgs/msg/Image``."""
+    package, kind, name = msgtype.split('/')
+    try:
+        return getattr(importlib.import_module(f'{package}.{kind}'), name)
+    except (ImportError, AttributeError):
+        raise BagError(f"message type '{msgtype}' is not installed for rclpy; install the "
+                       f"'{package}' package (pip: ros-{package.replace('_', '-')}) or leave "
+                       'the topic out') from None

@@ -1,0 +1,204 @@
+"""sensor_msgs/Image <-> numpy, with the checks a node needs to survive malformed input.
+
+The real ``cv_bridge`` decodes and encodes when it is importable (full ROS installs). Pip-only
+installs have no working cv_bridge (the PyPI package is an old ROS 1 port that breaks on numpy 2),
+so the same conversions are done here: a zero-copy strided view over ``msg.data`` that respects
+``step`` (row padding) and ``is_bigendian``, and ``arr.tobytes()`` to write (assigning a numpy
+array to ``msg.data`` is about 250 times slower).
+
+The layout checks (:func:`check_image_layout`) always run first, whichever decoder is used, so a
+malformed message is rejected with the same clear message everywhere and never reaches numpy.
+"""
+
+import sys
+from typing import NamedTuple, Optional
+
+import numpy as np
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+try:
+    from cv_bridge import CvBridge
+except ImportError:
+    CvBridge = None
+
+_BRIDGE = CvBridge() if CvBridge is not None else None
+
+
+class EncodingLayout(NamedTuple):
+    """Pixel layout of one ``sensor_msgs/image_encodings`` name."""
+
+    dtype: np.dtype
+    channels: int
+
+
+ENCODINGS = {
+    'rgb8': EncodingLayout(np.dtype(np.uint8), 3),
+    'bgr8': EncodingLayout(np.dtype(np.uint8), 3),
+    'rgba8': EncodingLayout(np.dtype(np.uint8), 4),
+    'bgra8': EncodingLayout(np.dtype(np.uint8), 4),
+    'mono8': EncodingLayout(np.dtype(np.uint8), 1),
+    'mono16': EncodingLayout(np.dtype(np.uint16), 1),
+    '32FC1': EncodingLayout(np.dtype(np.float32), 1),
+    '32FC3': EncodingLayout(np.dtype(np.float32), 3),
+}
+
+# Default bound on width * height: 32 megapixels is above any camera a robot carries; a larger
+# header is corrupt and would make the node allocate gigabytes.
+DEFAULT_MAX_PIXELS = 32 * 1024 * 1024
+
+
+class ImageConversionError(ValueError):
+    """A sensor_msgs/Image that cannot be decoded; the message says what is wrong."""
+
+
+def check_image_layout(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> EncodingLayout:
+    """Check encoding, size, step and data length of a message without touching the pixels.
+
+    Constant time, so the subscription callback can reject malformed frames before they take
+    the place of a good frame in the one-slot buffer.
+
+    Args:
+        msg: the image message.
+        max_pixels: largest accepted ``width * height``.
+
+    Returns:
+        The pixel layout of the message's encoding.
+
+    Raises:
+        ImageConversionError: unsupported encoding, zero or absurd size, a ``step`` shorter
+            than a row or not a multiple of the pixel size, or ``data`` not ``step * height``
+            bytes long.
+    """
+    layout = ENCODINGS.get(msg.encoding)
+    if layout is None:
+        raise ImageConversionError(
+            f'unsupported encoding {msg.encoding!r}; expected one of {sorted(ENCODINGS)} '
+            '(convert the stream, e.g. with image_proc, or republish it in one of these)')
+    if msg.width == 0 or msg.height == 0:
+        raise ImageConversionError(f'empty image: {msg.width}x{msg.height} pixels')
+    if msg.width * msg.height > max_pixels:
+        raise ImageConversionError(
+            f'image size {msg.width}x{msg.height} exceeds the limit of {max_pixels} pixels '
+            '(corrupt header? otherwise raise the max_input_pixels parameter)')
+    row_bytes = msg.width * layout.channels * layout.dtype.itemsize
+    if msg.step < row_bytes:
+        raise ImageConversionError(
+            f'step {msg.step} is shorter than one row of {msg.width} {msg.encoding} pixels '
+            f'({row_bytes} bytes)')
+    if msg.step % layout.dtype.itemsize:
+        raise ImageConversionError(
+            f'step {msg.step} is not a multiple of the {layout.dtype.itemsize}-byte '
+            f'{msg.encoding} channel size')
+    expected_bytes = msg.step * msg.height
+    if len(msg.data) != expected_bytes:
+        raise ImageConversionError(
+            f'data has {len(msg.data)} bytes, expected step * height = {msg.step} * '
+            f'{msg.height} = {expected_bytes} (truncated or inconsistent message)')
+    return layout
+
+
+def image_to_numpy(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode a sensor_msgs/Image into a numpy array.
+
+    Args:
+        msg: the image message, any encoding of :data:`ENCODINGS`.
+        max_pixels: largest accepted ``width * height``.
+
+    Returns:
+        (H, W) for one-channel encodings, else (H, W, C), in the encoding's dtype and native
+        byte order; channel order as in the encoding (``bgr8`` stays BGR). A read-only
+        zero-copy view of ``msg.data`` when the byte order is native, a copy otherwise.
+
+    Raises:
+        ImageConversionError: see :func:`check_image_layout`.
+    """
+    layout = check_image_layout(msg, max_pixels=max_pixels)
+    if _BRIDGE is not None:
+        return _BRIDGE.imgmsg_to_cv2(msg, desired_encoding='passthrough')
+    dtype = layout.dtype.newbyteorder('>' if msg.is_bigendian else '<')
+    itemsize = dtype.itemsize
+    # Rows are `step` bytes apart; anything after the last pixel of a row is padding.
+    array = np.ndarray(
+        shape=(msg.height, msg.width, layout.channels), dtype=dtype, buffer=memoryview(msg.data),
+        strides=(msg.step, layout.channels * itemsize, itemsize))
+    if not dtype.isnative:
+        array = array.astype(layout.dtype)
+    else:
+        array.flags.writeable = False
+    return array[..., 0] if layout.channels == 1 else array
+
+
+def numpy_to_image(array: np.ndarray, encoding: str, *,
+                   header: Optional[Header] = None) -> Image:
+    """Encode a numpy array as a sensor_msgs/Image.
+
+    Args:
+        array: (H, W) or (H, W, C) with the dtype and channel count of ``encoding``.
+        encoding: an encoding of :data:`ENCODINGS`.
+        header: copied into the message as is (stamp and frame_id of the input image).
+
+    Returns:
+        The message, rows packed (``step = W * C * itemsize``), native byte order.
+
+    Raises:
+        ValueError: the array does not match the encoding.
+    """
+    layout = ENCODINGS.get(encoding)
+    if layout is None:
+        raise ValueError(f'unsupported encoding {encoding!r}; expected one of {sorted(ENCODINGS)}')
+    channels = 1 if array.ndim == 2 else array.shape[-1]
+    if array.ndim not in (2, 3) or array.dtype != layout.dtype or channels != layout.channels:
+        raise ValueError(
+            f'{encoding} needs a {layout.dtype} array of shape (H, W'
+            f'{")" if layout.channels == 1 else f", {layout.channels})"}, '
+            f'got {array.dtype} {array.shape}')
+    if _BRIDGE is not None:
+        msg = _BRIDGE.cv2_to_imgmsg(np.ascontiguousarray(array), encoding=encoding)
+    else:
+        msg = Image()
+        msg.height, msg.width = array.shape[:2]
+        msg.encoding = encoding
+        msg.is_bigendian = sys.byteorder == 'big'
+        msg.step = msg.width * layout.channels * layout.dtype.itemsize
+        msg.data = np.ascontiguousarray(array).tobytes()
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+def image_to_rgb8(msg: Image, *,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
+    """Decode a camera image into the 3-channel uint8 array the Predictor takes.
+
+    ``mono8`` is repeated over three channels, ``mono16`` is scaled by 1/257 (full 16-bit range
+    to 0..255), float images are read as intensities in [0, 1] (the convention of cv_bridge and
+    RViz for ``32FC*``) and clipped to it, alpha is dropped. Colour images keep their channel
+    order and say which it is, so BGR cameras cost no extra copy here (the Predictor flips).
+
+    Args:
+        msg: the image message, any encoding of :data:`ENCODINGS`.
+        max_pixels: largest accepted ``width * height``.
+
+    Returns:
+        (image, channel_order): image (H, W, 3) uint8 C-contiguous, channel_order ``'rgb'`` or
+        ``'bgr'``.
+
+    Raises:
+        ImageConversionError: see :func:`check_image_layout`, or a float image holding NaN or
+            infinity.
+    """
+    array = image_to_numpy(msg, max_pixels=max_pixels)
+    channel_order = 'bgr' if msg.encoding.startswith('bgr') else 'rgb'
+    if array.dtype == np.float32:
+        if not np.isfinite(array).all():
+            raise ImageConversionError(
+                f'{msg.encoding} image holds NaN or infinite values; expected intensities in '
+                '[0, 1]')
+        array = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif array.dtype == np.uint16:
+        # Round-to-nearest of v * 255 / 65535 in integers: (v + 128) // 257 for v in 0..65535.
+        array = ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(array[:, :, :3]), channel_order
