@@ -1,0 +1,151 @@
+"""Convert an official tqdm checkpoint (mmsegmentation `.pth`) into a tqdm_core checkpoint.
+
+    python -m training.convert_official tqdm_eva02_clip_vit_l_gta.pth tqdm-eva02-l14-gta.pt
+    python -m training.convert_official OFFICIAL.pth OUT.pt --preset tqdm-clip-vit-b16
+
+The preset is detected from the keys (`--preset auto`). Every official tensor is mapped exactly once or dropped
+for a stated reason (the frozen teacher, RoPE tables, the text causal mask); anything else stops the conversion
+with the offending keys. The output holds the preset, its config with every official quirk ON, the Cityscapes-19
+class table and the weights, written atomically; load it with `tqdm_core.load_checkpoint` or
+`Predictor.from_checkpoint`. No CLIP weights are needed.
+"""
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from tqdm_core import CheckpointError, create_model, save_checkpoint
+from tqdm_core.official_keys import (OFFICIAL_CONFIG_OVERRIDES, OFFICIAL_PRESETS, convert_official_state_dict,
+                                     detect_official_preset, official_state_dict)
+
+# Scalar fields of mmcv's checkpoint `meta` worth keeping as provenance (the training config text included).
+_META_FIELDS = ("mmcv_version", "time", "iter", "epoch", "seed", "exp_name", "config")
+
+
+@dataclass
+class ConversionSummary:
+    """What a conversion did (printed as the one-screen summary)."""
+
+    source: Path
+    output: Path
+    preset: str
+    mapped_tensors: int
+    mapped_values: int
+    dropped: dict[str, tuple[int, int]]  # reason -> (tensors, values)
+    official_iteration: int | None
+    seconds: float
+
+    def report(self) -> str:
+        lines = [f"converted {self.source} ({OFFICIAL_PRESETS[self.preset]}) -> {self.output}",
+                 f"  preset {self.preset}, official quirks on, classes cityscapes19"
+                 + (f", trained {self.official_iteration} iterations" if self.official_iteration else ""),
+                 f"  mapped  {self.mapped_tensors:5d} tensors {self.mapped_values / 1e6:8.1f} M values"]
+        lines += [f"  dropped {tensors:5d} tensors {values / 1e6:8.1f} M values: {reason}"
+                  for reason, (tensors, values) in self.dropped.items()]
+        lines.append(f"  {self.output.stat().st_size / 2 ** 20:.0f} MiB written in {self.seconds:.0f} s")
+        return "\n".join(lines)
+
+
+def read_official_checkpoint(path: str | Path, *,
+                             allow_pickle: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict and the mmcv `meta` of an official checkpoint file.
+
+    Zip-format files are memory-mapped, so tensors that are dropped (the teacher: a third of the file) are never
+    read. By default the file is read with `weights_only=True`, which cannot execute code from the file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: truncated or corrupt file, Python objects a safe load refuses, or no state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"official checkpoint '{path}' does not exist; download it from the links in the "
+                                f"official README (github.com/ByeongHyunPak/tqdm, section Checkpoints)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=not allow_pickle, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as error:
+        if not allow_pickle and "weights only load failed" in str(error).lower():
+            raise CheckpointError(
+                f"'{path}' stores Python objects that the safe loader refuses ({str(error).splitlines()[0][:200]}); "
+                f"if you trust the file (downloaded from the official links), rerun with --allow-pickle") from error
+        raise CheckpointError(f"'{path}' is truncated or corrupt ({type(error).__name__}: {str(error)[:200]}); "
+                              f"download it again") from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
+        raise CheckpointError(f"'{path}' is truncated or corrupt ({type(error).__name__}: {str(error)[:200]}); "
+                              f"download it again") from error
+    meta = payload.get("meta") if isinstance(payload, dict) else None
+    return official_state_dict(payload, source=str(path)), dict(meta) if isinstance(meta, dict) else {}
+
+
+def convert_official_checkpoint(source: str | Path, output: str | Path, *, preset: str = "auto",
+                                allow_pickle: bool = False) -> ConversionSummary:
+    """Read an official checkpoint, map it onto the preset's model, check it loads strictly, save it.
+
+    Args:
+        source: the official `.pth` file.
+        output: the tqdm_core checkpoint to write (atomically; its folder is created).
+        preset: "auto" (detect from the keys) or one of OFFICIAL_PRESETS; must match the file.
+        allow_pickle: read the file with `weights_only=False` (executes code from the file: trusted files only).
+    """
+    started = time.monotonic()
+    source, output = Path(source), Path(output)
+    if output.resolve() == source.resolve():
+        raise ValueError(f"output '{output}' is the official checkpoint itself; choose another file name")
+    if preset != "auto" and preset not in OFFICIAL_PRESETS:
+        raise ValueError(f"--preset must be 'auto' or one of {list(OFFICIAL_PRESETS)}, got '{preset}'")
+    state, meta = read_official_checkpoint(source, allow_pickle=allow_pickle)
+    detected = detect_official_preset(state, source=str(source))
+    if preset not in ("auto", detected):
+        raise CheckpointError(f"'{source}' holds an official {OFFICIAL_PRESETS[detected]} model, not '{preset}'; "
+                              f"pass --preset {detected} or --preset auto")
+    model = create_model(detected, pretrained=None, overrides=OFFICIAL_CONFIG_OVERRIDES[detected])
+    conversion = convert_official_state_dict(state, model)
+    model.load_state_dict(conversion.state_dict, strict=True)
+    dropped = {reason: (len(keys), sum(state[key].numel() for key in keys))
+               for reason, keys in conversion.dropped.items()}
+    metadata = {
+        "converted_from": source.name,
+        "official_model": OFFICIAL_PRESETS[detected],
+        "official_meta": {k: meta[k] for k in _META_FIELDS if isinstance(meta.get(k), (str, int, float))},
+        "dropped_official_tensors": {reason: tensors for reason, (tensors, _) in dropped.items()},
+    }
+    save_checkpoint(model.eval(), output, metadata=metadata)
+    iteration = meta.get("iter")
+    return ConversionSummary(source=source, output=output, preset=detected,
+                             mapped_tensors=len(conversion.state_dict),
+                             mapped_values=sum(t.numel() for t in conversion.state_dict.values()),
+                             dropped=dropped, official_iteration=iteration if isinstance(iteration, int) else None,
+                             seconds=time.monotonic() - started)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.convert_official", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="official checkpoint (.pth, mmsegmentation format)")
+    parser.add_argument("output", type=Path, help="tqdm_core checkpoint to write (.pt)")
+    parser.add_argument("--preset", default="auto", choices=["auto", *OFFICIAL_PRESETS],
+                        help="model the checkpoint belongs to (default: detected from its keys)")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="read the file with weights_only=False if the safe loader refuses it "
+                             "(executes code from the file: only for files you trust)")
+    args = parser.parse_args(argv)
+    try:
+        summary = convert_official_checkpoint(args.source, args.output, preset=args.preset,
+                                              allow_pickle=args.allow_pickle)
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(summary.report())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
