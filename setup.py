@@ -35,6 +35,9 @@ setup(
         'console_scripts': [
             'segmentation_node = tqdm_ros.segmentation_node:main',
             'tqdm-bag = tqdm_ros.bag.cli:main',
+            'tqdm_train = training.train:main',
+            'tqdm_evaluate = training.evaluate:main',
+            'tqdm_plot_log = training.plot_log:main',
         ],
     },
 )

@@ -1,0 +1,83 @@
+"""Train a tqdm model (METHOD.md section 7).
+
+Single process:
+    python -m training.train --config training/configs/camvid_tiny_rn.yaml
+Data parallel (gloo on CPU, NCCL on GPU), one process per GPU, any number of nodes:
+    torchrun --nproc_per_node 8 -m training.train --config training/configs/tqdm_clip_vit-b16_gta2city.yaml
+Overrides after the options, as key.path=value (values parsed as YAML):
+    python -m training.train --config X.yaml schedule.iterations=100 train_dataset.root=/data/gta5 precision=bf16
+Continue a killed run exactly where its last checkpoint left it:
+    python -m training.train --config X.yaml --resume auto
+
+The run folder (default runs/<config name>) gets config.yaml, log.jsonl (plot it with
+``python -m training.plot_log RUN_DIR``), checkpoints/iter_*.pt and, at the end, model_final.pt for the Predictor,
+the ROS node and ``python -m training.evaluate``.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from training.train_config import load_config
+from training.trainer import Trainer
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, help="YAML file of overrides (training/configs/*.yaml)")
+    parser.add_argument("--resume", help="'auto' (last checkpoint of the run folder, if any) or a checkpoint path")
+    parser.add_argument("--stop-at", type=int, help="stop after this iteration and leave a resumable checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (log files only)")
+    parser.add_argument("overrides", nargs="*", metavar="key.path=value", help="config overrides")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(args.config, args.overrides)
+    if not config.output_dir:
+        config.output_dir = str(Path("runs") / (args.config.stem if args.config is not None else "train"))
+    trainer = Trainer(config, resume=args.resume, progress=not args.no_progress)
+    try:
+        if trainer.context.is_main:
+            print(f"training {config.model} on {config.train_dataset.name}:{config.train_dataset.split} "
+                  f"({len(trainer.stream.dataset)} images), {config.schedule.iterations} iterations of "
+                  f"{config.batch_size} x {config.accumulation_steps} x {trainer.context.world_size} images, "
+                  f"{config.precision} on {trainer.device}; run folder {config.output_dir}", flush=True)
+        summary = trainer.train(stop_at=args.stop_at)
+        if trainer.context.is_main:
+            print(_summary_text(summary, config.output_dir), flush=True)
+    finally:
+        trainer.close()
+    return 0
+
+
+def _summary_text(summary: dict, output_dir: str) -> str:
+    losses = summary["losses"]
+    lines = [
+        "",
+        f"run folder        {output_dir}",
+        f"iterations        {summary['iterations']}",
+        f"wall time         {summary['seconds']:.1f} s ({summary['seconds_per_iteration']:.3f} s/iteration)",
+        f"last loss         {losses.get('total', float('nan')):.4f} (final layer: cls "
+        f"{losses.get('loss_cls', float('nan')):.4f}, mask {losses.get('loss_mask', float('nan')):.4f}, dice "
+        f"{losses.get('loss_dice', float('nan')):.4f})",
+    ]
+    validation = summary["validation"]
+    if validation is not None:
+        lines.append(f"validation        {validation['dataset']}: mIoU {100 * (validation['miou'] or 0):.2f}, "
+                     f"pixel accuracy {100 * (validation['pixel_accuracy'] or 0):.2f}")
+    if summary["model_path"] is not None:
+        lines.append(f"model             {summary['model_path']}")
+    else:
+        lines.append(f"stopped early     continue with --resume auto (checkpoints in {output_dir}/checkpoints)")
+    lines.append(f"curves            python -m training.plot_log {output_dir}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Typed configuration of a training run (METHOD.md section 7). The defaults are the official recipe of the
+GTA5 -> Cityscapes CLIP ViT-B/16 config; YAML files in ``training/configs`` hold only what differs from them.
+
+A config is loaded as: dataclass defaults, then the YAML file, then ``key.path=value`` command-line overrides.
+Unknown keys and values of the wrong type are errors, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tqdm_core.losses import LossConfig
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class DatasetConfig:
+    """One dataset of ``tqdm_core.data.DATASETS`` in its on-disk layout."""
+
+    name: str = "gta5"  # registry key: gta5, cityscapes, bdd100k, mapillary, camvid, image_folder
+    root: str = "data/gta5"  # dataset folder
+    split: str | None = None  # split understood by that dataset; None = the dataset's default
+    options: dict[str, Any] = field(default_factory=dict)  # further dataset keyword arguments, e.g. {classes: camvid11}
+
+
+@dataclass
+class AugmentationConfig:
+    """The training pipeline of METHOD.md section 7.2 (``tqdm_core.data.TrainTransform``)."""
+
+    crop_size: tuple[int, int] = (512, 512)  # (height, width) of the training crop
+    scale_range: tuple[float, float] = (0.5, 2.0)  # random rescale of the original image size
+    cat_max_ratio: float = 0.75  # largest share one class may take of a crop (10 redraws)
+    flip_prob: float = 0.5  # horizontal flip probability
+    photometric: bool = True  # mmseg PhotoMetricDistortion
+    pad_after_normalize: bool = True  # official quirk: padding is the CLIP mean colour (mmseg pads after Normalize)
+
+
+@dataclass
+class RareClassSamplingConfig:
+    """DAFormer rare-class sampling as configured by tqdm (METHOD.md section 7.2; section 11, item 10)."""
+
+    enabled: bool = True  # every sample is drawn by RCS; False: shuffled epochs over the dataset
+    class_temp: float = 100.0  # T = 100 is nearly class-uniform (official value)
+    min_pixels: int = 3000  # an image is a candidate for class c if it holds more pixels of c than this
+    min_crop_ratio: float = 0.5  # the crop must keep min_pixels * min_crop_ratio pixels of c (10 redraws)
+    official_statistics: str | None = None  # official sample_class_stats.json / samples_with_class.json (or folder)
+    cache_path: str | None = None  # JSON cache of the per-image class pixel counts; None: <output_dir>/rcs_stats.json
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW with the parameter groups of METHOD.md section 7.3."""
+
+    lr: float = 1e-5  # base LR: 1e-5 for GTA5 source, 1e-4 for Cityscapes source
+    weight_decay: float = 1e-4  # 1e-4 for GTA5 source, 1e-5 for Cityscapes source
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    backbone_lr_mult: float = 0.1  # visual encoder (incl. its pyramid and projections) at 0.1x
+    backbone_norm_decay: bool = True  # official quirk: mmcv matches "backbone" before "norm", so its norms decay
+    no_decay_keys: tuple[str, ...] = ()  # more parameter-name substrings without decay (C configs: level/query_embed)
+
+
+@dataclass
+class ScheduleConfig:
+    """Per-iteration poly decay with linear warm-up (mmcv PolyLrUpdaterHook semantics)."""
+
+    iterations: int = 20000  # optimizer steps
+    warmup_iterations: int = 1500  # linear warm-up length; 0 disables it
+    warmup_ratio: float = 1e-6  # LR factor at iteration 0 of the warm-up
+    power: float = 0.9  # poly exponent
+    min_lr: float = 1e-6  # LR floor; official quirk: one floor for every group, so the G configs' backbone
+    #                       (1e-5 x 0.1 = 1e-6) stays at 1e-6 for the whole run
+    scale_min_lr: bool = False  # True: each group's floor is min_lr x its lr_mult (the backbone then decays too)
+
+
+@dataclass
+class ValidationConfig:
+    """Periodic validation on the source domain's validation set (never on target data: METHOD.md 11, item 11)."""
+
+    dataset: DatasetConfig | None = None  # None disables validation
+    interval: int = 2000  # validate every this many iterations and after the last one
+    mode: str = "slide"  # Predictor mode: "whole" or "slide" (512 window, stride 341, as the official test)
+    window: int = 512
+    stride: int = 341
+    max_images: int | None = None  # evenly spaced subset of this many images (large source val sets); None = all
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run."""
+
+    model: str = "tqdm-clip-vit-b16"  # tqdm_core preset
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # nested TqdmConfig fields, e.g. {class_table: x}
+    pretrained: str | None = "default"  # CLIP weights: "default" (the preset's tag), a tag, a file, None = random
+    train_dataset: DatasetConfig = field(default_factory=lambda: DatasetConfig(name="gta5", root="data/gta5",
+                                                                               split="train"))
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    rare_class_sampling: RareClassSamplingConfig = field(default_factory=RareClassSamplingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    batch_size: int = 8  # images per process and micro-step (official: 8 per GPU)
+    accumulation_steps: int = 1  # micro-steps per optimizer step; effective batch = batch x accumulation x processes
+    precision: str = "fp32"  # fp32 (official), bf16 (CPU or GPU autocast) or fp16 (GPU autocast + GradScaler)
+    device: str = "auto"  # "auto" (cuda:LOCAL_RANK if available, else cpu), "cpu" or "cuda"
+    sync_batchnorm: bool = True  # convert BatchNorm layers to SyncBatchNorm under data parallelism (as mmseg)
+    num_workers: int = 4  # DataLoader processes per training process
+    num_threads: int | None = None  # torch CPU threads per process; None: torch's default (split between processes)
+    checkpoint_interval: int = 2000  # save a resumable checkpoint every this many iterations
+    keep_checkpoints: int = 0  # newest resumable checkpoints kept; 0 keeps all (official saves every 2000)
+    log_interval: int = 10  # iterations averaged into one line of log.jsonl
+    seed: int = 2023  # official seed (dist_train.sh)
+    output_dir: str = ""  # run folder; "" = runs/<config file name>
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML- and JSON-safe; tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return _build(cls, data, "")
+
+    def check(self) -> None:
+        """Raise ValueError on values that would only fail later, deep inside a run."""
+        problems = []
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}, got '{self.precision}'")
+        for name in ("batch_size", "accumulation_steps", "checkpoint_interval", "log_interval"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.schedule.iterations < 1:
+            problems.append(f"schedule.iterations must be >= 1, got {self.schedule.iterations}")
+        if self.schedule.warmup_iterations < 0:
+            problems.append(f"schedule.warmup_iterations must be >= 0, got {self.schedule.warmup_iterations}")
+        if self.validation.mode not in ("whole", "slide"):
+            problems.append(f"validation.mode must be 'whole' or 'slide', got '{self.validation.mode}'")
+        if self.validation.interval < 1:
+            problems.append(f"validation.interval must be >= 1, got {self.validation.interval}")
+        if self.keep_checkpoints < 0:
+            problems.append(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
+        if problems:
+            raise ValueError("invalid training config:\n  " + "\n  ".join(problems))
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults, then the YAML file (if any), then ``key.path=value`` overrides (values parsed as YAML).
+
+    Args:
+        path: YAML file of overrides, or None for the defaults.
+        overrides: strings such as ``schedule.iterations=100`` or ``train_dataset.root=/data/gta5``.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file '{path}' does not exist; configs live in training/configs/")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"config file '{path}' must hold a mapping of fields, found {type(loaded).__name__}")
+        data = loaded or {}
+    for override in overrides:
+        key, separator, value = override.partition("=")
+        if not separator or not key:
+            raise ValueError(f"override '{override}' must look like key.path=value (e.g. schedule.iterations=100)")
+        _set_path(data, key.split("."), yaml.safe_load(value))
+    config = TrainConfig.from_dict(_deep_merge(TrainConfig().to_dict(), data))
+    config.check()
+    return config
+
+
+def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+        if not isinstance(data, dict):
+            raise ValueError(f"override path '{'.'.join(keys)}' goes through '{key}', which is not a mapping")
+    data[keys[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides into base; nested mappings merge key by key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Rebuild dataclass ``cls`` from a dict, checking field names and simple types."""
+    if not isinstance(data, dict):
+        raise ValueError(f"'{where or 'config'}' must be a mapping of {cls.__name__} fields, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown} in '{where or 'config'}' ({cls.__name__}); "
+                         f"valid fields: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    return cls(**{name: _convert(hints[name], value, f"{where}{name}") for name, value in data.items()})
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against the type hint; build nested dataclasses; lists become tuples for tuple fields."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _convert(option, value, where)
+            except ValueError as error:
+                errors.append(str(error))
+        raise ValueError(errors[0])
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, f"{where}.")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"'{where}' must be a list, got {value!r}")
+        arguments = typing.get_args(hint)
+        item_types = [arguments[0]] * len(value) if len(arguments) == 2 and arguments[1] is Ellipsis else arguments
+        if len(item_types) != len(value):
+            raise ValueError(f"'{where}' must have {len(item_types)} entries, got {list(value)}")
+        return tuple(_convert(t, v, f"{where}[{i}]") for i, (t, v) in enumerate(zip(item_types, value)))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"'{where}' must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is float and not isinstance(value, bool):
+        # PyYAML reads "1e-5" (no dot) as a string, so numeric strings are accepted for float fields.
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"'{where}' must be a number, got {value!r}") from None
+    if hint in (int, float, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ValueError(f"'{where}' must be {hint.__name__}, got {value!r}")
+        return value
+    return value

@@ -1,0 +1,540 @@
+"""The training loop of METHOD.md section 7: data-parallel, mixed precision, gradient accumulation, exact resume.
+
+One ``Trainer`` per process. Under ``torchrun`` the processes form a DDP group (gloo on CPU, NCCL on GPU); without
+it the run is a single process. What makes a killed run resume *exactly* (bit-identical weights):
+
+- the data are a pure function of a global sample number (``training.sample_stream``), so the sampler state is
+  the next iteration;
+- a checkpoint holds the model, the frozen teacher, the optimizer, the GradScaler, the iteration and the Python,
+  numpy and torch (CPU and CUDA) random states of every process; it is written atomically;
+- the log is cut back to the checkpoint's iteration on resume, so it never holds lines of a lost future.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+import tqdm_core
+from tqdm_core import Predictor, TqdmConfig, save_checkpoint
+from tqdm_core.checkpoint import atomic_torch_save
+from tqdm_core.data import RareClassSamplingDataset, SegmentationDataset, TrainTransform, build_dataset
+from tqdm_core.evaluation import SemSegEvaluator
+from tqdm_core.losses import TqdmLoss
+from training.optimizer import PolySchedule, build_optimizer
+from training.sample_stream import ShuffledStream, StreamSampler
+from training.train_config import DatasetConfig, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "tqdm_ros.training.checkpoint.v1"
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+LOG_FILE = "log.jsonl"
+FINAL_MODEL = "model_final.pt"
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process sits in the (possibly single-process) data-parallel group."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def init_distributed(device: str) -> DistributedContext:
+    """Join the torchrun process group if there is one (env:// rendezvous) and pick this process's device.
+
+    Args:
+        device: "auto" (cuda:LOCAL_RANK when CUDA is available, else cpu), "cpu" or "cuda".
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got '{device}'")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available here; use device=cpu")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    torch_device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(torch_device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=torch_device if use_cuda else None)
+    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
+
+
+def build_training_stream(config: TrainConfig, *, cache_path: Path) -> Dataset:
+    """The training samples by global number: rare-class sampling or shuffled epochs over the source dataset."""
+    dataset = _build_dataset(config.train_dataset)
+    aug = config.augmentation
+    transform = TrainTransform(crop_size=aug.crop_size, scale_range=aug.scale_range, cat_max_ratio=aug.cat_max_ratio,
+                               flip_prob=aug.flip_prob, photometric=aug.photometric,
+                               pad_after_normalize=aug.pad_after_normalize, ignore_index=config.loss.ignore_index)
+    rcs = config.rare_class_sampling
+    if not rcs.enabled:
+        return ShuffledStream(dataset, transform=transform, seed=config.seed)
+    return RareClassSamplingDataset(dataset, transform=transform, class_temp=rcs.class_temp,
+                                    min_pixels=rcs.min_pixels, min_crop_ratio=rcs.min_crop_ratio,
+                                    cache_path=rcs.cache_path or cache_path,
+                                    official_statistics=rcs.official_statistics, seed=config.seed,
+                                    num_workers=config.num_workers)
+
+
+def _build_dataset(spec: DatasetConfig) -> SegmentationDataset:
+    return build_dataset(spec.name, spec.root, spec.split, **spec.options)
+
+
+def find_last_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The resumable checkpoint of the highest iteration in ``<output_dir>/checkpoints``, or None."""
+    checkpoints = sorted(Path(output_dir, "checkpoints").glob("iter_*.pt"))
+    return checkpoints[-1] if checkpoints else None
+
+
+def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a resumable checkpoint written by ``Trainer`` (weights_only: it cannot run code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training checkpoint '{path}' does not exist")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise tqdm_core.CheckpointError(f"'{path}' is not a training checkpoint (format '{CHECKPOINT_FORMAT}'); "
+                                        f"resume from <output_dir>/checkpoints/iter_*.pt")
+    return payload
+
+
+def model_from_training_checkpoint(payload: Mapping[str, Any]) -> nn.Module:
+    """The TqdmSegmentor stored in a resumable checkpoint (CPU, eval mode), e.g. to evaluate it."""
+    model = tqdm_core.create_model(payload["preset"], pretrained=None,
+                                   config=TqdmConfig.from_dict(payload["model_config"]))
+    model.load_state_dict(payload["model"], strict=True)
+    return model.eval()
+
+
+def _to_float32(value: Any) -> Any:
+    """Floating tensors in (nested dicts / lists of) model outputs as float32: losses run outside autocast."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return {key: _to_float32(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_float32(item) for item in value)
+    return value
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """This process's random states in weights_only-loadable types."""
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "python": random.getstate(),
+        "numpy": {**numpy_state, "state": {"key": numpy_state["state"]["key"].tolist(),
+                                           "pos": numpy_state["state"]["pos"]}},
+        "torch": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], device: torch.device) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = dict(state["numpy"])
+    numpy_state["state"] = {"key": np.asarray(numpy_state["state"]["key"], dtype=np.uint32),
+                            "pos": numpy_state["state"]["pos"]}
+    np.random.set_state(numpy_state)
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+class Trainer:
+    """Builds everything a run needs from a TrainConfig and runs the loop.
+
+    Args:
+        config: the run's configuration (``config.output_dir`` must be set).
+        resume: None (fresh run; refused when the output folder already holds checkpoints), "auto" (the last
+            checkpoint of the output folder, or a fresh run if there is none) or a checkpoint path.
+        progress: show progress bars (main process only).
+    """
+
+    def __init__(self, config: TrainConfig, *, resume: str | None = None, progress: bool = True) -> None:
+        config.check()
+        if not config.output_dir:
+            raise ValueError("config.output_dir is empty; set output_dir (training.train defaults it to "
+                             "runs/<config name>)")
+        self.config = config
+        self.output_dir = Path(config.output_dir)
+        self.context = init_distributed(config.device)
+        self.device = self.context.device
+        self.progress = progress and self.context.is_main
+        if config.precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("precision fp16 needs a CUDA device (GradScaler); on CPU use bf16 or fp32")
+        self._set_threads()
+        checkpoint_path = self._resolve_resume(resume)
+
+        # Per-process global seeds (dropout, drop path, point sampling); the model's initialisation has its own
+        # seed, equal on every process, so all processes start from the same weights.
+        seed = config.seed + self.context.rank
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+
+        self.model = tqdm_core.create_model(config.model, pretrained=config.pretrained, seed=config.seed,
+                                            overrides=config.model_overrides or None).to(self.device)
+        self.criterion = TqdmLoss.from_config(config.loss)
+        # The frozen teacher of the vision regularizer: the initial visual encoder, in eval mode (METHOD.md 11.7).
+        self.teacher = None
+        if self.criterion.needs_teacher:
+            self.teacher = copy.deepcopy(self.model.backbone).eval().requires_grad_(False)
+        self.anchors = self.model.text_encoder.anchor_embeddings() if config.loss.language_regularization else None
+        if config.sync_batchnorm and self.context.distributed:
+            if self.device.type == "cuda":
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            elif self.context.is_main:
+                logger.info("SyncBatchNorm needs CUDA: BatchNorm statistics stay per process on CPU")
+        self.optimizer = build_optimizer(self.model, config.optimizer, config.schedule)
+        self.schedule = PolySchedule(config.schedule)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+
+        self.start_iteration = 0
+        self.last_validation: dict[str, Any] | None = None
+        rng_state = self._load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
+
+        # The RCS statistics are computed once (main process) and read from the cache by the others.
+        cache_path = self.output_dir / "rcs_class_pixels.json"
+        if self.context.is_main:
+            self.stream = build_training_stream(config, cache_path=cache_path)
+        self.context.barrier()
+        if not self.context.is_main:
+            self.stream = build_training_stream(config, cache_path=cache_path)
+        if self.stream.class_table.names != self.model.class_table.names:
+            raise ValueError(
+                f"the model predicts {self.model.class_table.name} classes {list(self.model.class_table.names)} but "
+                f"the training labels are {self.stream.class_table.name} classes "
+                f"{list(self.stream.class_table.names)}; set model_overrides.class_table (e.g. camvid11) or the "
+                f"dataset's classes option so that both agree")
+        self.validation_set = (_build_dataset(config.validation.dataset)
+                               if config.validation.dataset is not None else None)
+
+        self.train_model: nn.Module = self.model
+        if self.context.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
+        if self.context.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+            self._truncate_log(self.start_iteration)
+        # Restored last, so that nothing built above (model, teacher, datasets) consumes the resumed random streams.
+        if rng_state is not None:
+            _set_rng_state(rng_state, self.device)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Set-up helpers
+
+    def _set_threads(self) -> None:
+        if self.config.num_threads is not None:
+            torch.set_num_threads(self.config.num_threads)
+        elif self.context.distributed and self.device.type == "cpu":
+            # Processes on one machine share its cores; more threads than cores slows every process down.
+            local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", self.context.world_size))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_processes))
+
+    def _resolve_resume(self, resume: str | None) -> Path | None:
+        last = find_last_checkpoint(self.output_dir)
+        if resume is None:
+            if last is not None:
+                raise FileExistsError(f"'{self.output_dir}' already holds checkpoints of a run (last: {last.name}); "
+                                      f"pass --resume auto to continue it, or choose another output_dir")
+            return None
+        if resume == "auto":
+            return last
+        path = Path(resume)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint to resume from '{path}' does not exist; pass --resume auto to use "
+                                    f"the last checkpoint of the output folder")
+        return path
+
+    def _load_checkpoint(self, path: Path) -> dict[str, Any]:
+        """Restore model, teacher, optimizer, scaler and iteration; returns this process's random state."""
+        payload = read_training_checkpoint(path)
+        config = self.config
+        expected = {"world_size": self.context.world_size, "batch_size": config.batch_size,
+                    "accumulation_steps": config.accumulation_steps, "seed": config.seed}
+        stored = payload["sampler"]
+        differences = {key: (stored[key], value) for key, value in expected.items() if stored[key] != value}
+        if differences:
+            described = ", ".join(f"{key} {old} (checkpoint) vs {new} (now)" for key, (old, new) in differences.items())
+            raise ValueError(f"cannot resume '{path}' exactly: {described}; resume with the same number of processes "
+                             f"and the same batch_size, accumulation_steps and seed")
+        if payload["schedule"] != self.schedule.state_dict():
+            raise ValueError(f"cannot resume '{path}': its schedule {payload['schedule']} differs from the config's "
+                             f"{self.schedule.state_dict()}")
+        if payload["preset"] != self.model.preset or payload["model_config"] != self.model.config.to_dict():
+            raise ValueError(f"cannot resume '{path}': it holds a '{payload['preset']}' model with another config; "
+                             f"resume with the config the run started with ({self.output_dir / 'config.yaml'})")
+        self.model.load_state_dict(payload["model"], strict=True)
+        if self.teacher is not None:
+            if payload["teacher"] is None:
+                raise ValueError(f"'{path}' was saved without the vision regularizer's teacher; resume with "
+                                 f"loss.vision_regularization as it was")
+            self.teacher.load_state_dict(payload["teacher"], strict=True)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scaler.load_state_dict(payload["scaler"])
+        self.start_iteration = int(payload["iteration"])
+        self.last_validation = payload.get("last_validation")
+        if self.context.is_main:
+            logger.info("resumed from %s at iteration %d", path, self.start_iteration)
+        return payload["rng"][self.context.rank]
+
+    def _truncate_log(self, iteration: int) -> None:
+        """Drop log lines written after ``iteration`` (a killed run may have logged past its last checkpoint)."""
+        path = self.output_dir / LOG_FILE
+        if not path.exists():
+            return
+        kept = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["iteration"] <= iteration]
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text("".join(f"{line}\n" for line in kept))
+        os.replace(temporary, path)
+
+    def _loader(self, end_iteration: int) -> DataLoader:
+        config = self.config
+        sampler = StreamSampler(start_iteration=self.start_iteration, total_iterations=end_iteration,
+                                batch_size=config.batch_size, accumulation_steps=config.accumulation_steps,
+                                rank=self.context.rank, world_size=self.context.world_size)
+        # A private generator for the workers' base seed: creating the loader must not consume the global torch
+        # random stream (a resumed run would diverge). Samples never depend on worker seeds anyway.
+        return DataLoader(self.stream, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
+                          pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(config.seed),
+                          persistent_workers=False)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # The loop
+
+    def train(self, *, stop_at: int | None = None) -> dict[str, Any]:
+        """Run from the current iteration to the end of the schedule, or to ``stop_at`` (then leave a checkpoint).
+
+        Returns:
+            Summary: ``iterations``, ``seconds``, ``seconds_per_iteration``, ``losses`` (last logged means),
+            ``validation`` (last metrics or None), ``model_path`` (None when stopped early).
+        """
+        config = self.config
+        total = config.schedule.iterations
+        end = total if stop_at is None else min(stop_at, total)
+        if end <= self.start_iteration:
+            raise ValueError(f"nothing to do: the run is at iteration {self.start_iteration} and would stop at {end}")
+        batches = iter(self._loader(end))
+        self.train_model.train()
+        bar = tqdm(total=total, initial=self.start_iteration, desc="train", unit="it", disable=not self.progress,
+                   dynamic_ncols=True)
+        interval_losses: dict[str, float] = {}
+        interval_start, interval_count, data_seconds = time.perf_counter(), 0, 0.0
+        run_start = time.perf_counter()
+        last_logged: dict[str, float] = {}
+        for iteration in range(self.start_iteration, end):
+            self.schedule.apply(self.optimizer, iteration)
+            losses, waited = self._step(batches, iteration)
+            for key, value in losses.items():
+                interval_losses[key] = interval_losses.get(key, 0.0) + value
+            interval_count += 1
+            data_seconds += waited
+            done = iteration + 1
+            bar.update(1)
+            bar.set_postfix_str(f"loss {losses['total']:.3f}  lr {self.optimizer.param_groups[-1]['lr']:.2e}")
+            if done % config.log_interval == 0 or done == end:
+                seconds = time.perf_counter() - interval_start
+                last_logged = self._log_losses(done, interval_losses, interval_count, seconds, data_seconds)
+                interval_losses, interval_start, interval_count, data_seconds = {}, time.perf_counter(), 0, 0.0
+            if self.validation_set is not None and (done % config.validation.interval == 0 or done == total):
+                self.last_validation = self.validate(done)
+            if done % config.checkpoint_interval == 0 or done == end < total:
+                self.save_checkpoint(done)
+        bar.close()
+        seconds = time.perf_counter() - run_start
+        if self.context.distributed:
+            # DDP copies rank 0's buffers (BatchNorm statistics) into the others before every forward, so the last
+            # forward leaves each process with its own; align them so that every process ends with the same model.
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, src=0)
+        model_path = self._save_final_model() if end == total else None
+        self.context.barrier()
+        summary = {"iterations": end, "seconds": seconds,
+                   "seconds_per_iteration": seconds / (end - self.start_iteration), "losses": last_logged,
+                   "validation": self.last_validation, "model_path": None if model_path is None else str(model_path)}
+        self.start_iteration = end
+        return summary
+
+    def _step(self, batches: Iterator[dict], iteration: int) -> tuple[dict[str, float], float]:
+        """One optimizer step over ``accumulation_steps`` micro-batches; returns mean losses and data wait time."""
+        config = self.config
+        steps = config.accumulation_steps
+        autocast = torch.autocast(device_type=self.device.type, dtype=AUTOCAST_DTYPES.get(config.precision),
+                                  enabled=config.precision in AUTOCAST_DTYPES)
+        self.optimizer.zero_grad(set_to_none=True)
+        sums: dict[str, torch.Tensor] = {}
+        waited = 0.0
+        for micro_step in range(steps):
+            start = time.perf_counter()
+            batch = next(batches)
+            waited += time.perf_counter() - start
+            images = batch["image"].to(self.device, non_blocking=True)
+            labels = batch["label"].to(self.device, non_blocking=True)
+            # Gradients are all-reduced once per optimizer step, on the last micro-batch.
+            last = micro_step == steps - 1
+            distributed = self.context.distributed
+            synchronise = self.train_model.no_sync() if distributed and not last else contextlib.nullcontext()
+            with synchronise:
+                with autocast:
+                    outputs = self.train_model(images)
+                    teacher_embedding = None
+                    if self.teacher is not None:
+                        with torch.no_grad():
+                            teacher_embedding = self.teacher(images).image_embedding
+                losses = self.criterion(_to_float32(outputs), labels, anchor_embeddings=self.anchors,
+                                        teacher_image_embedding=_to_float32(teacher_embedding))
+                self.scaler.scale(losses["total"] / steps).backward()
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value.detach() / steps
+        if not torch.isfinite(sums["total"]):
+            terms = {key: float(value) for key, value in sums.items() if not torch.isfinite(value)}
+            raise FloatingPointError(f"non-finite loss at iteration {iteration}: {terms}; lower optimizer.lr, use "
+                                     f"precision fp32, or resume from an earlier checkpoint")
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return {key: float(value) for key, value in sums.items()}, waited
+
+    def _log_losses(self, iteration: int, sums: dict[str, float], count: int, seconds: float,
+                    data_seconds: float) -> dict[str, float]:
+        """Mean losses of the interval over all processes, appended to log.jsonl by the main process."""
+        names = sorted(sums)
+        means = torch.tensor([sums[name] / count for name in names], dtype=torch.float64)
+        if self.context.distributed:
+            means = means.to(self.device)
+            dist.all_reduce(means)
+            means = means.cpu() / self.context.world_size
+        losses = dict(zip(names, means.tolist()))
+        if self.context.is_main:
+            record = {"iteration": iteration, "time": time.time(),
+                      "lr": {group["name"]: group["lr"] for group in self.optimizer.param_groups},
+                      "losses": losses, "seconds_per_iteration": seconds / count,
+                      "data_seconds_per_iteration": data_seconds / count}
+            with open(self.output_dir / LOG_FILE, "a") as stream:
+                stream.write(json.dumps(record) + "\n")
+        return losses
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Validation, checkpoints, final model
+
+    def validate(self, iteration: int) -> dict[str, Any]:
+        """Score the current model on the source validation set through the Predictor (the node's code path).
+
+        Every process scores a share of the images; the confusion matrices are summed. Returns mIoU, pixel
+        accuracy and per-class IoU (fractions in [0, 1]); the main process logs them.
+        """
+        spec = self.config.validation
+        dataset = self.validation_set
+        indices = np.arange(len(dataset))
+        if spec.max_images is not None and spec.max_images < len(dataset):
+            indices = np.linspace(0, len(dataset) - 1, spec.max_images).round().astype(int)
+        evaluator = SemSegEvaluator.for_class_table(dataset.class_table, model_table=self.model.class_table)
+        precision = self.config.precision
+        predictor = Predictor(self.model, device=str(self.device), precision=precision, mode=spec.mode,
+                              window=spec.window, stride=spec.stride)
+        shard = indices[self.context.rank::self.context.world_size]
+        for index in tqdm(shard, desc=f"validate @{iteration}", unit="img", leave=False, disable=not self.progress):
+            sample = dataset.load_sample(int(index))
+            evaluator.process(predictor.predict(sample["image"]).labels, sample["label"])
+        if self.context.distributed:
+            counts = torch.from_numpy(evaluator.counts).to(self.device)
+            dist.all_reduce(counts)
+            evaluator.counts[...] = counts.cpu().numpy()
+        self.train_model.train()
+        results = evaluator.to_json()
+        metrics = {"miou": results["miou"], "pixel_accuracy": results["pixel_accuracy"],
+                   "iou": {name: scores["iou"] for name, scores in results["per_class"].items()},
+                   "images": int(len(indices)), "dataset": f"{spec.dataset.name}:{spec.dataset.split}"}
+        if self.context.is_main:
+            with open(self.output_dir / LOG_FILE, "a") as stream:
+                stream.write(json.dumps({"iteration": iteration, "time": time.time(), "validation": metrics}) + "\n")
+            tqdm.write(f"[iteration {iteration}] validation on {metrics['dataset']} ({metrics['images']} images): "
+                       f"mIoU {100 * (metrics['miou'] or 0):.2f}, pixel accuracy "
+                       f"{100 * (metrics['pixel_accuracy'] or 0):.2f}")
+        return metrics
+
+    def save_checkpoint(self, iteration: int) -> Path | None:
+        """Write ``checkpoints/iter_<iteration>.pt`` atomically (main process); every process contributes its RNG."""
+        rng = _rng_state(self.device)
+        states: list[Any] = [rng]
+        if self.context.distributed:
+            states = [None] * self.context.world_size
+            dist.all_gather_object(states, rng)
+        path = None
+        if self.context.is_main:
+            config = self.config
+            payload = {
+                "format": CHECKPOINT_FORMAT,
+                "iteration": iteration,
+                "preset": self.model.preset,
+                "model_config": self.model.config.to_dict(),
+                "train_config": config.to_dict(),
+                "model": self.model.state_dict(),
+                "teacher": None if self.teacher is None else self.teacher.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "sampler": {"next_iteration": iteration, "world_size": self.context.world_size,
+                            "batch_size": config.batch_size, "accumulation_steps": config.accumulation_steps,
+                            "seed": config.seed},
+                "rng": states,
+                "last_validation": self.last_validation,
+            }
+            path = atomic_torch_save(payload, self.output_dir / "checkpoints" / f"iter_{iteration:07d}.pt")
+            if config.keep_checkpoints:
+                for old in sorted(path.parent.glob("iter_*.pt"))[:-config.keep_checkpoints]:
+                    old.unlink()
+        self.context.barrier()
+        return path
+
+    def _save_final_model(self) -> Path | None:
+        """``model_final.pt`` in the tqdm_core checkpoint format, loadable by the Predictor and the node."""
+        if not self.context.is_main:
+            return None
+        metadata = {"train_config": self.config.to_dict(), "iterations": self.config.schedule.iterations,
+                    "validation": self.last_validation}
+        return save_checkpoint(self.model, self.output_dir / FINAL_MODEL, metadata=metadata)
+
+    def close(self) -> None:
+        """Leave the process group (call once at the end of a torchrun process)."""
+        if self.context.distributed and dist.is_initialized():
+            dist.destroy_process_group()
