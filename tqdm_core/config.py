@@ -87,18 +87,19 @@ class TqdmConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (only str/int/float/bool/None/list/dict), safe for weights_only checkpoints."""
-        return _plain(dataclasses.asdict(self))
+        return plain_data(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TqdmConfig":
         return _from_dict(cls, data)
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
+    """Tuples to lists, recursively: the only container types weights_only checkpoints and YAML need."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     return value
 
 
@@ -122,15 +123,16 @@ def _from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 def merge_overrides(config: TqdmConfig, overrides: dict[str, Any]) -> TqdmConfig:
     """Apply a nested dict of overrides (e.g. from YAML) on top of a preset config."""
-    merged = _deep_update(config.to_dict(), overrides)
+    merged = deep_update(config.to_dict(), overrides)
     return TqdmConfig.from_dict(merged)
 
 
-def _deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides into base; nested mappings merge key by key (configs and their YAML overrides)."""
     out = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_update(out[key], value)
+            out[key] = deep_update(out[key], value)
         else:
             out[key] = value
     return out

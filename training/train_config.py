@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tqdm_core.config import deep_update, plain_data
 from tqdm_core.losses import LossConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -122,7 +123,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML- and JSON-safe; tuples become lists)."""
-        return _plain(dataclasses.asdict(self))
+        return plain_data(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -171,7 +172,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         if not separator or not key:
             raise ValueError(f"override '{override}' must look like key.path=value (e.g. schedule.iterations=100)")
         _set_path(data, key.split("."), yaml.safe_load(value))
-    config = TrainConfig.from_dict(_deep_merge(TrainConfig().to_dict(), data))
+    config = TrainConfig.from_dict(deep_update(TrainConfig().to_dict(), data))
     config.check()
     return config
 
@@ -184,23 +185,6 @@ def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
     data[keys[-1]] = value
 
 
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Overrides into base; nested mappings merge key by key."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
