@@ -1,4 +1,4 @@
-"""``tqdm-bag``: make, replay, record and inspect rosbag2 bags for segmentation evaluation.
+"""``tqdm-bag``: make, replay, record, inspect and evaluate rosbag2 bags for segmentation.
 
 Examples::
 
@@ -6,6 +6,8 @@ Examples::
     tqdm-bag info runs/camvid.bag
     tqdm-bag replay runs/camvid.bag --rate 2 --remap /camera/image_raw:=/cam0/image_raw
     tqdm-bag record -o runs/outputs.bag --topics /segmentation/labels --idle-timeout 3
+    tqdm-bag evaluate runs/camvid.bag -o runs/eval_offline --checkpoint model.pt
+    tqdm-bag evaluate runs/camvid.bag -o runs/eval_live --mode live --rate auto
 """
 from __future__ import annotations
 
@@ -95,14 +97,67 @@ def _add_record(subparsers) -> None:
                         help='log messages with /clock time')
 
 
+def _rate(text: str) -> float | None:
+    if text == 'auto':
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"rate must be a number or 'auto', got '{text}'") from None
+
+
+def _add_evaluate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        'evaluate', help='score segmentations of a bag against its ground truth',
+        description='offline: run a model on every frame of the bag. live: replay the bag '
+                    'through a running segmentation node and score its outputs. Writes '
+                    'report.json, summary.md and pictures into a new folder.')
+    parser.add_argument('bag', type=pathlib.Path)
+    parser.add_argument('-o', '--output', type=pathlib.Path, required=True,
+                        help='report folder to create (must not exist)')
+    parser.add_argument('--mode', choices=('offline', 'live'), default='offline')
+    model = parser.add_argument_group('offline model (one of)')
+    model.add_argument('--checkpoint', type=pathlib.Path, help='trained model file')
+    model.add_argument('--preset', help='model preset with random weights (pipeline check only)')
+    model.add_argument('--device', default='cpu')
+    model.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16'))
+    model.add_argument('--inference-mode', default='whole', choices=('whole', 'slide'))
+    model.add_argument('--input-scale', type=float, default=1.0,
+                       help='resize factor of the model input; scores stay at full resolution')
+    topics = parser.add_argument_group('bag topics')
+    topics.add_argument('--image-topic', default=_DEFAULTS.image_topic)
+    topics.add_argument('--label-topic', default=_DEFAULTS.label_topic)
+    topics.add_argument('--class-table-topic', default=_DEFAULTS.class_table_topic)
+    topics.add_argument('--gt-classes',
+                        help='class table of the labels when the bag has no class-table topic: '
+                             'cityscapes19, camvid11 or a JSON file')
+    parser.add_argument('--limit', type=int, help='score only the first N frames')
+    parser.add_argument('--num-overlays', type=int, default=4, help='frames in overlays.png')
+    live = parser.add_argument_group('live')
+    live.add_argument('--rate', type=_rate, default=1.0,
+                      help="replay speed factor, or 'auto' to match the node's speed")
+    live.add_argument('--camera-topic', help="the node's input topic (default: --image-topic)")
+    live.add_argument('--output-namespace',
+                      help="the node's outputs (default: <camera namespace>/segmentation)")
+    live.add_argument('--discovery-timeout', type=float, default=30.0)
+    live.add_argument('--warmup-timeout', type=float, default=300.0)
+    live.add_argument('--settle-timeout', type=float, default=10.0,
+                      help='seconds to wait for outputs after the last frame')
+    live.add_argument('--record-outputs', action='store_true',
+                      help="also record the node's labels and confidence into "
+                           '<output>/node_outputs_bag')
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Build the ``tqdm-bag`` argument parser with its four subcommands."""
+    """Build the ``tqdm-bag`` argument parser with its five subcommands."""
     parser = argparse.ArgumentParser(prog='tqdm-bag', description=__doc__.split('\n')[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest='command', required=True)
     _add_make(subparsers)
     _add_replay(subparsers)
     _add_record(subparsers)
+    _add_evaluate(subparsers)
     info = subparsers.add_parser('info', help='summarize a bag')
     info.add_argument('bag', type=pathlib.Path)
     return parser
@@ -222,10 +277,72 @@ def _run_record(args: argparse.Namespace) -> None:
     print(format_summary(summarize_bag(summary.path)))
 
 
+def _offline_predictor(args: argparse.Namespace):
+    """Build the Predictor of ``--checkpoint`` or ``--preset``; return it and its description."""
+    from tqdm_core import CheckpointError, create_model, Predictor
+
+    from tqdm_ros.bag.report import ModelInfo
+    if (args.checkpoint is None) == (args.preset is None):
+        raise ValueError('offline evaluation needs a model: pass --checkpoint model.pt (trained) '
+                         'or --preset NAME (random weights, to check the pipeline)')
+    options = {'device': args.device, 'precision': args.precision,
+               'mode': args.inference_mode, 'scale': args.input_scale}
+    if args.preset is not None:
+        predictor = Predictor(create_model(args.preset, pretrained=None), **options)
+        return predictor, ModelInfo(name=args.preset, trained=False,
+                                    source=f'preset {args.preset} with random weights')
+    try:
+        predictor = Predictor.from_checkpoint(args.checkpoint, **options)
+    except CheckpointError as err:
+        raise ValueError(str(err)) from None
+    return predictor, ModelInfo(name=predictor.describe()['model'], source=str(args.checkpoint),
+                                trained=True)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from tqdm_ros.bag.bag_reader import staged_bag_path
+    from tqdm_ros.bag.evaluate import EvaluationConfig, evaluate_live, evaluate_offline
+    from tqdm_ros.bag.evaluate import LiveConfig
+    from tqdm_ros.bag.report import format_summary, write_report_files
+
+    config = EvaluationConfig(
+        image_topic=args.image_topic, label_topic=args.label_topic,
+        class_table_topic=args.class_table_topic, limit=args.limit,
+        num_overlays=args.num_overlays,
+        ground_truth_classes=(class_table_by_name_or_file(args.gt_classes)
+                              if args.gt_classes else None))
+    if args.mode == 'live' and (args.checkpoint or args.preset):
+        raise ValueError('--checkpoint and --preset choose the model of offline evaluation; '
+                         'live evaluation scores the model the running node has loaded')
+    if args.output.exists():
+        raise FileExistsError(f"'{args.output}' exists; remove it or choose another output path")
+    if args.mode == 'offline':
+        predictor, model = _offline_predictor(args)
+        report = evaluate_offline(args.bag, predictor, model=model, config=config, progress=True)
+        with staged_bag_path(args.output) as staging:
+            staging.mkdir()
+            write_report_files(report, staging)
+    else:
+        live = LiveConfig(rate=args.rate, camera_topic=args.camera_topic,
+                          output_namespace=args.output_namespace,
+                          discovery_timeout_s=args.discovery_timeout,
+                          warmup_timeout_s=args.warmup_timeout,
+                          settle_timeout_s=args.settle_timeout)
+        with _ros_context() as context, staged_bag_path(args.output) as staging:
+            staging.mkdir()
+            report = evaluate_live(
+                args.bag, context=context, config=config, live=live, progress=True,
+                record_to=staging / 'node_outputs_bag' if args.record_outputs else None)
+            write_report_files(report, staging)
+    print(format_summary(report))
+    print(f'report and pictures in {args.output}')
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``tqdm-bag``; return the process exit code (0 ok, 1 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     commands = {'make': _run_make, 'replay': _run_replay, 'record': _run_record,
+                'evaluate': _run_evaluate,
                 'info': lambda a: print(format_summary(summarize_bag(a.bag)))}
     try:
         commands[args.command](args)

@@ -1,0 +1,146 @@
+"""Offline evaluation of a bag: the same numbers as scoring the frames directly, clear errors.
+
+The bag is made from downscaled CamVid sample frames; the direct references read the same image
+files through tqdm_core's CamVid dataset, so the bag round trip (encoding, stamps, label pairing,
+class table) is what is checked.
+"""
+import json
+
+import numpy as np
+import pytest
+from tqdm_core import CAMVID_11, ClassTable, Predictor
+from tqdm_core.data import CamVidDataset
+from tqdm_core.evaluation import SemSegEvaluator
+
+from tests.ros.bag.evaluation_fixtures import (  # noqa: F401 (fixtures)
+    camvid_bag, NUM_FRAMES, small_camvid, tiny_checkpoint, write_bag)
+from tqdm_ros.bag.bag_reader import BagError
+from tqdm_ros.bag.cli import main
+from tqdm_ros.bag.evaluate import evaluate_offline, EvaluationConfig, FrameScorer
+from tqdm_ros.bag.report import ModelInfo, PICTURES, write_report
+
+MODEL = ModelInfo(name='tqdm-tiny-rn', source='test checkpoint', trained=False)
+
+
+@pytest.fixture(scope='module')
+def predictor(tiny_checkpoint):
+    return Predictor.from_checkpoint(tiny_checkpoint)
+
+
+@pytest.fixture(scope='module')
+def offline_report(camvid_bag, predictor):
+    return evaluate_offline(camvid_bag, predictor, model=MODEL)
+
+
+def test_offline_equals_direct_predictor_and_training_evaluate(
+        offline_report, predictor, small_camvid, tmp_path):
+    dataset = CamVidDataset(small_camvid, split='val')
+    direct = SemSegEvaluator.for_class_table(CAMVID_11, model_table=predictor.class_table)
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        direct.process(predictor.predict(sample['image']).labels, sample['label'])
+    counts = offline_report.evaluator.counts
+    np.testing.assert_array_equal(counts, direct.counts)
+    # Not a trivial matrix: predictions fall in a class column and in the unmapped column.
+    assert np.count_nonzero(counts.sum(axis=0)) >= 2
+    assert offline_report.frames_scored == offline_report.frames_in_bag == len(dataset)
+
+    training_evaluate = pytest.importorskip('training.evaluate')
+    scaled = training_evaluate.ScaledPredictor(predictor.model, None, mode='whole')
+    metrics = training_evaluate.evaluate_dataset(scaled, dataset, tmp_path / 'training_eval',
+                                                 title='camvid', num_overlays=0,
+                                                 progress=False)
+    assert metrics['confusion_matrix'] == offline_report.evaluator.confusion_matrix.tolist()
+    assert metrics['calibration']['bin_counts'] == (
+        offline_report.calibration.bin_counts.tolist())
+
+
+def test_report_folder_holds_json_summary_and_pictures(offline_report, tmp_path):
+    folder = write_report(offline_report, tmp_path / 'report')
+    data = json.loads((folder / 'report.json').read_text())
+    assert data['frames'] == {'in_bag': NUM_FRAMES, 'scored': NUM_FRAMES, 'dropped': 0,
+                              'dropped_stamps_ns': []}
+    assert data['metrics']['confusion_matrix'] == (
+        offline_report.evaluator.confusion_matrix.tolist())
+    assert data['model']['trained'] is False and 'untrained' in data['notes'][0]
+    assert set(data['latency_ms']) >= {'p50', 'p95', 'p99', 'max', 'values'}
+    summary = (folder / 'summary.md').read_text()
+    assert '**WARNING: the model is untrained' in summary and '| mIoU |' in summary
+    for name in PICTURES.values():
+        assert (folder / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['report']
+
+
+def test_report_is_not_left_half_written(offline_report, tmp_path, monkeypatch):
+    import tqdm_core.evaluation.figures as figures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('disk full')
+
+    monkeypatch.setattr(figures, 'plot_per_class_iou', broken)
+    with pytest.raises(RuntimeError, match='disk full'):
+        write_report(offline_report, tmp_path / 'report')
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileExistsError):
+        write_report(offline_report, tmp_path)
+
+
+def test_missing_and_truncated_bags(tmp_path, camvid_bag, predictor):
+    with pytest.raises(FileNotFoundError, match='no bag at'):
+        evaluate_offline(tmp_path / 'nothing', predictor, model=MODEL)
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    for item in camvid_bag.iterdir():
+        data = item.read_bytes()
+        (broken / item.name).write_bytes(data if item.suffix == '.yaml' else data[:len(data) // 3])
+    with pytest.raises(BagError, match='damaged or truncated'):
+        evaluate_offline(broken, predictor, model=MODEL)
+
+
+def test_missing_topics(camvid_bag, predictor):
+    with pytest.raises(BagError, match='has no topic /front/labels; its topics are: '):
+        evaluate_offline(camvid_bag, predictor, model=MODEL,
+                         config=EvaluationConfig(label_topic='/front/labels'))
+    with pytest.raises(BagError, match='has no class-table topic /nope.*--gt-classes'):
+        evaluate_offline(camvid_bag, predictor, model=MODEL,
+                         config=EvaluationConfig(class_table_topic='/nope'))
+
+
+def test_ground_truth_of_another_size_or_class_table(tmp_path, predictor):
+    image = np.zeros((36, 48, 3), dtype=np.uint8)
+    small = write_bag(tmp_path / 'small', image=image, class_table=CAMVID_11,
+                      label=np.zeros((18, 24), dtype=np.uint8))
+    with pytest.raises(BagError, match='ground truth at stamp .* is 24x18 but its image is 48x36'):
+        evaluate_offline(small, predictor, model=MODEL)
+    cityscapes_ids = write_bag(tmp_path / 'ids', image=image, class_table=CAMVID_11,
+                               label=np.full((36, 48), 17, dtype=np.uint8))
+    with pytest.raises(BagError, match=r"holds ids \[17\] that are not classes of .* 'camvid11'"):
+        evaluate_offline(cityscapes_ids, predictor, model=MODEL)
+    with pytest.raises(BagError, match="differs from the given 'cityscapes19'"):
+        evaluate_offline(cityscapes_ids, predictor, model=MODEL, config=EvaluationConfig(
+            ground_truth_classes=ClassTable.from_names(['road'], name='cityscapes19')))
+    with pytest.raises(BagError, match="no class of the model's table 'lab'"):
+        FrameScorer(ground_truth_classes=CAMVID_11, num_frames=1, config=EvaluationConfig(),
+                    model_classes=ClassTable.from_names(['desk', 'chair'], name='lab'))
+
+
+def test_cli_writes_nothing_on_bad_input(tmp_path, capsys, tiny_checkpoint):
+    bag = write_bag(tmp_path / 'bag', image=np.zeros((36, 48, 3), dtype=np.uint8),
+                    class_table=CAMVID_11, label=np.full((36, 48), 40, dtype=np.uint8))
+    output = tmp_path / 'report'
+    assert main(['evaluate', str(bag), '-o', str(output), '--checkpoint',
+                 str(tiny_checkpoint)]) == 1
+    assert 'holds ids [40]' in capsys.readouterr().err
+    assert main(['evaluate', str(bag), '-o', str(output)]) == 1
+    assert 'needs a model: pass --checkpoint' in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bag']
+
+
+def test_cli_offline_report(camvid_bag, tmp_path, capsys, tiny_checkpoint):
+    output = tmp_path / 'report'
+    assert main(['evaluate', str(camvid_bag), '-o', str(output), '--checkpoint',
+                 str(tiny_checkpoint), '--limit', '1', '--num-overlays', '1']) == 0
+    printed = capsys.readouterr().out
+    assert 'frames: 1 scored of 1 with ground truth, 0 dropped' in printed
+    assert f'report and pictures in {output}' in printed
+    assert json.loads((output / 'report.json').read_text())['model']['trained'] is True

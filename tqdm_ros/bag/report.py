@@ -1,0 +1,224 @@
+"""Evaluation reports of a bag: JSON, a short markdown summary and the pictures, in one folder.
+
+A report folder holds ``report.json`` (every number), ``summary.md`` (one screen for people),
+and ``overlays.png``, ``confusion_matrix.png``, ``per_class_iou.png``, ``reliability.png`` and
+``latency.png``. The folder is built in a hidden staging directory and renamed into place at the
+end, so it either holds a complete report or does not exist.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import json
+import math
+import pathlib
+
+import numpy as np
+from tqdm_core.classes import ClassTable
+from tqdm_core.evaluation import CalibrationResult, SemSegEvaluator
+from tqdm_core.evaluation.figures import OverlayFrame
+
+from tqdm_ros.bag.bag_reader import staged_bag_path
+
+REPORT_JSON = 'report.json'
+SUMMARY_MD = 'summary.md'
+PICTURES = {
+    'overlays': 'overlays.png',
+    'confusion_matrix': 'confusion_matrix.png',
+    'per_class_iou': 'per_class_iou.png',
+    'reliability': 'reliability.png',
+    'latency': 'latency.png',
+}
+LATENCY_PERCENTILES = (50, 90, 95, 99)
+UNTRAINED_WARNING = ('the model is untrained (random weights): its segmentation is not '
+                     'meaningful and the scores only show that the pipeline runs')
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What produced the predictions.
+
+    Attributes:
+        name: preset name (or the node's class-table name when only that is known).
+        source: checkpoint path, ``preset <name> with random weights``, or the node's namespace.
+        trained: True for a trained checkpoint, False for random weights, None when unknown
+            (a running node evaluated live reports no such thing).
+        details: further facts, e.g. ``Predictor.describe()``.
+    """
+
+    name: str
+    source: str
+    trained: bool | None
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Everything a report shows, computed by `tqdm_ros.bag.evaluate`.
+
+    Attributes:
+        mode: ``offline`` (Predictor on the bag's frames) or ``live`` (a running node).
+        bag: path of the evaluated bag.
+        model: what produced the predictions.
+        ground_truth_classes: class table of the ground-truth topic.
+        model_classes: class table of the predictions.
+        evaluator: the confusion matrix of every scored frame.
+        calibration: reliability bins and ECE of the scored pixels.
+        latencies_ms: (N,) ms, one per scored frame whose latency is known; live: label
+            arrival minus frame publication, offline: Predictor time.
+        latency_kind: what ``latencies_ms`` measures, in words.
+        frames_in_bag: frames with ground truth in the bag.
+        frames_scored: frames with a prediction, scored.
+        dropped_stamps_ns: header stamps of the frames that got no prediction.
+        overlays: example frames for the overlay grid.
+        notes: warnings shown at the top of the summary (e.g. an untrained model).
+        run: how the evaluation ran (replay rate, wall time, ...).
+    """
+
+    mode: str
+    bag: str
+    model: ModelInfo
+    ground_truth_classes: ClassTable
+    model_classes: ClassTable
+    evaluator: SemSegEvaluator
+    calibration: CalibrationResult
+    latencies_ms: np.ndarray
+    latency_kind: str
+    frames_in_bag: int
+    frames_scored: int
+    dropped_stamps_ns: tuple[int, ...]
+    overlays: tuple[OverlayFrame, ...]
+    notes: tuple[str, ...] = ()
+    run: dict = field(default_factory=dict)
+
+    def latency_summary(self) -> dict:
+        """Count, mean, max and the p50/p90/p95/p99 percentiles in ms (only the count if empty)."""
+        if not self.latencies_ms.size:
+            return {'count': 0}
+        values = np.percentile(self.latencies_ms, LATENCY_PERCENTILES)
+        return {'count': int(self.latencies_ms.size), 'mean': float(self.latencies_ms.mean()),
+                'max': float(self.latencies_ms.max())} | {
+                    f'p{p}': float(v) for p, v in zip(LATENCY_PERCENTILES, values)}
+
+    def to_json(self) -> dict:
+        """Return the report as plain JSON types."""
+        return {
+            'mode': self.mode,
+            'bag': self.bag,
+            'model': {'name': self.model.name, 'source': self.model.source,
+                      'trained': self.model.trained,
+                      'details': {k: _plain(v) for k, v in self.model.details.items()}},
+            'notes': list(self.notes),
+            'classes': {'ground_truth': self.ground_truth_classes.to_dict(),
+                        'model': self.model_classes.to_dict()},
+            'frames': {'in_bag': self.frames_in_bag, 'scored': self.frames_scored,
+                       'dropped': len(self.dropped_stamps_ns),
+                       'dropped_stamps_ns': list(self.dropped_stamps_ns)},
+            'metrics': self.evaluator.to_json(),
+            'calibration': self.calibration.to_json(),
+            'latency_ms': {'kind': self.latency_kind, **self.latency_summary(),
+                           'values': self.latencies_ms.tolist()},
+            'run': {k: _plain(v) for k, v in self.run.items()},
+            'pictures': self.pictures(),
+        }
+
+    def pictures(self) -> dict[str, str]:
+        """Picture name -> file name; no latency histogram when no latency is known."""
+        return {name: file for name, file in PICTURES.items()
+                if name != 'latency' or self.latencies_ms.size}
+
+
+def _plain(value):
+    """Return a JSON-safe copy of a scalar (numpy numbers, paths and NaN included)."""
+    if isinstance(value, (np.integer, np.floating)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _percent(value: float | None) -> str:
+    return 'n/a' if value is None or math.isnan(value) else f'{100 * value:.2f}'
+
+
+def format_summary(report: EvaluationReport) -> str:
+    """Format a short markdown summary: warnings, scores, frames, latency, per-class IoU."""
+    scores = report.evaluator.evaluate()
+    latency = report.latency_summary()
+    lines = [f'# Segmentation evaluation ({report.mode})', '']
+    lines += [f'**WARNING: {note}.**' for note in report.notes]
+    if report.notes:
+        lines.append('')
+    lines += [
+        f'- bag: `{report.bag}`',
+        f'- model: {report.model.name} from {report.model.source}'
+        + {True: '', False: ' (untrained)', None: ''}[report.model.trained],
+        f'- classes: model {report.model_classes.name} '
+        f'({report.model_classes.num_classes}), ground truth '
+        f'{report.ground_truth_classes.name} ({report.ground_truth_classes.num_classes})',
+        f'- frames: {report.frames_scored} scored of {report.frames_in_bag} with ground truth, '
+        f'{len(report.dropped_stamps_ns)} dropped',
+        '',
+        '| metric | value |',
+        '|---|---|',
+        f"| mIoU | {_percent(scores['miou'])} % |",
+        f"| pixel accuracy | {_percent(scores['pixel_accuracy'])} % |",
+        f"| mean accuracy | {_percent(scores['mean_accuracy'])} % |",
+        f'| calibration ECE | {100 * report.calibration.ece:.2f} % |',
+    ]
+    if latency['count']:
+        lines.append(f"| latency p50 / p95 / max | {latency['p50']:.1f} / {latency['p95']:.1f} / "
+                     f"{latency['max']:.1f} ms ({report.latency_kind}) |")
+    lines += ['', '| class | IoU % | ground-truth pixels |', '|---|---|---|']
+    lines += [f'| {name} | {_percent(iou)} | {pixels} |' for name, iou, pixels in
+              zip(scores['class_names'], scores['iou'], scores['gt_pixels'])]
+    lines += ['', 'Pictures: ' + ', '.join(f'[{name}]({file})'
+                                           for name, file in report.pictures().items()),
+              '']
+    return '\n'.join(lines)
+
+
+def write_report_files(report: EvaluationReport, folder: str | pathlib.Path) -> None:
+    """Write the JSON, the summary and the pictures into an existing folder.
+
+    Use `write_report` unless the folder is itself being staged (the demo stages one folder
+    for its bags and its report).
+    """
+    from tqdm_core.evaluation.figures import (
+        plot_confusion_matrix, plot_latency_histogram, plot_overlay_grid, plot_per_class_iou,
+        plot_reliability_diagram)
+
+    folder = pathlib.Path(folder)
+    scores = report.evaluator.evaluate()
+    names = scores['class_names']
+    untrained = ' [UNTRAINED MODEL]' if report.model.trained is False else ''
+    plot_per_class_iou(scores['iou'], names, folder / PICTURES['per_class_iou'],
+                       colors=report.ground_truth_classes.colors,
+                       title=f'Per-class IoU, {report.mode}{untrained}')
+    plot_confusion_matrix(scores['confusion_matrix'], names, folder / PICTURES['confusion_matrix'],
+                          unlabeled_predictions=scores['unlabeled_predictions'],
+                          title=f'Confusion matrix, rows normalised{untrained}')
+    plot_reliability_diagram(report.calibration, folder / PICTURES['reliability'],
+                             title=f'Reliability{untrained}')
+    if report.latencies_ms.size:
+        plot_latency_histogram(report.latencies_ms, folder / PICTURES['latency'],
+                               title=f'Latency: {report.latency_kind}')
+    plot_overlay_grid(report.overlays, folder / PICTURES['overlays'],
+                      prediction_table=report.model_classes,
+                      ground_truth_table=report.ground_truth_classes)
+    (folder / SUMMARY_MD).write_text(format_summary(report))
+    (folder / REPORT_JSON).write_text(json.dumps(report.to_json(), indent=2))
+
+
+def write_report(report: EvaluationReport, output: str | pathlib.Path) -> pathlib.Path:
+    """Write a report folder at ``output`` (which must not exist) atomically; return its path.
+
+    Raises:
+        FileExistsError: ``output`` exists.
+    """
+    output = pathlib.Path(output)
+    with staged_bag_path(output) as staging:
+        staging.mkdir()
+        write_report_files(report, staging)
+    return output

@@ -1,0 +1,223 @@
+"""The one-command demo: CamVid frames through the segmentation node, scored, with pictures.
+
+``bash scripts/demo.sh`` (set-up, network-safe environment, then this module) does:
+
+1. make a bag from the CamVid frames shipped in ``data/camvid_sample`` (camera, ground truth,
+   class table);
+2. start ``segmentation_node`` with the default model (`default_checkpoint`);
+3. replay the bag through it (`tqdm_ros.bag.evaluate.evaluate_live`, replay rate chosen from
+   the node's speed unless given), recording its labels and confidence;
+4. score the outputs against the ground truth and write the report and pictures.
+
+Everything lands in one folder, printed at the end; it appears only when the demo succeeded.
+Until a trained checkpoint ships, the node runs a preset with random weights and the demo says
+so on screen and in the report: that segmentation is not meaningful.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+import datetime
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SAMPLE_FRAMES = REPO_ROOT / 'data' / 'camvid_sample'
+NODE_PARAMS = REPO_ROOT / 'config' / 'segment.yaml'
+# Runs when no trained checkpoint exists: the node's default preset, towers and heads random.
+UNTRAINED_PRESET = 'tqdm-clip-vit-b16'
+# The sample frames are 40 video frames (1.3 s) apart in the 30 Hz CamVid sequence 0016E5.
+BAG_RATE_HZ = 0.75
+CAMERA_TOPIC = '/camera/image_raw'
+NODE_OUTPUT_NAMESPACE = '/camera/segmentation'
+
+
+def default_checkpoint() -> pathlib.Path | None:
+    """Return the trained model the demo runs; None while no trained checkpoint ships.
+
+    This is the one place to change when the trained CamVid checkpoint ships: return its path.
+    """
+    return None
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs.
+
+    Attributes:
+        output: folder to create for the bags, the node log, the report and the pictures.
+        checkpoint: model file for the node; None: `default_checkpoint`, else an untrained
+            ``UNTRAINED_PRESET``.
+        num_frames: use only the first N sample frames; None: all.
+        rate: replay speed factor; None: chosen from the node's time on a warm-up frame.
+        input_scale: the node's input resize factor (0.5 runs the model at half resolution).
+        node_timeout_s: longest wait for the node to load its model and for each answer.
+    """
+
+    output: pathlib.Path
+    checkpoint: pathlib.Path | None = None
+    num_frames: int | None = None
+    rate: float | None = None
+    input_scale: float = 1.0
+    node_timeout_s: float = 300.0
+
+
+def check_network_safety() -> None:
+    """Refuse to start ROS processes without the loopback-only settings of scripts/ros_env.sh.
+
+    Raises:
+        RuntimeError: the settings are missing.
+    """
+    profile = os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE', '')
+    if os.environ.get('ROS_AUTOMATIC_DISCOVERY_RANGE') != 'LOCALHOST' or not os.path.isfile(
+            profile):
+        raise RuntimeError(
+            'the network-safe ROS environment is not set (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST '
+            'and the loopback Fast DDS profile); run `bash scripts/demo.sh`, or '
+            '`source scripts/ros_env.sh` before `python -m tqdm_ros.demo`')
+
+
+def node_command(config: DemoConfig, checkpoint: pathlib.Path | None) -> list[str]:
+    """Command line of the segmentation node for the demo."""
+    if checkpoint is not None:
+        model = [f'checkpoint:={checkpoint}', "model:=''"]
+    else:
+        model = [f'model:={UNTRAINED_PRESET}', 'pretrained:=none']
+    parameters = model + [f'input_topics:=[{CAMERA_TOPIC}]', f'input_scale:={config.input_scale}']
+    return [sys.executable, '-m', 'tqdm_ros.segmentation_node', '--ros-args',
+            '--params-file', str(NODE_PARAMS)] + [
+                item for parameter in parameters for item in ('-p', parameter)]
+
+
+def _wait_for_node(context, process: subprocess.Popen, log: pathlib.Path,
+                   timeout_s: float) -> None:
+    """Wait until the node publishes its labels; fail at once if its process ends."""
+    import rclpy
+    probe = rclpy.create_node('tqdm_demo_probe', context=context)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while probe.count_publishers(f'{NODE_OUTPUT_NAMESPACE}/labels') == 0:
+            if process.poll() is not None:
+                raise RuntimeError(f'the segmentation node exited with code {process.returncode}'
+                                   f' while starting:\n{_tail(log)}')
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'the segmentation node was not ready within {timeout_s:g} s:'
+                                   f'\n{_tail(log)}')
+            time.sleep(0.2)
+    finally:
+        probe.destroy_node()
+
+
+def _tail(log: pathlib.Path, lines: int = 20) -> str:
+    text = log.read_text(errors='replace') if log.exists() else ''
+    return '\n'.join(text.splitlines()[-lines:])
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGINT (the node shuts down cleanly), SIGKILL if it hangs."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def run_demo(config: DemoConfig) -> pathlib.Path:
+    """Run the demo into ``config.output`` (which must not exist); return the folder.
+
+    Raises:
+        RuntimeError, TimeoutError: the node failed to start or to answer.
+        FileExistsError: the output folder exists.
+    """
+    import rclpy
+    from domain_coordinator import domain_id
+
+    from tqdm_ros.bag.bag_reader import staged_bag_path
+    from tqdm_ros.bag.evaluate import evaluate_live, LiveConfig
+    from tqdm_ros.bag.make_bag import find_frames, make_bag, MakeBagConfig
+    from tqdm_ros.bag.report import format_summary, ModelInfo, UNTRAINED_WARNING
+    from tqdm_ros.bag.report import write_report_files
+
+    check_network_safety()
+    checkpoint = config.checkpoint or default_checkpoint()
+    if checkpoint is None:
+        model = ModelInfo(name=UNTRAINED_PRESET, trained=False,
+                          source=f'preset {UNTRAINED_PRESET} with random weights')
+        print(f'WARNING: {UNTRAINED_WARNING}. No trained checkpoint ships yet; pass '
+              '--checkpoint model.pt to run a trained one.', flush=True)
+    else:
+        model = ModelInfo(name=pathlib.Path(checkpoint).stem, source=str(checkpoint),
+                          trained=True)
+    with staged_bag_path(config.output) as staging, domain_id() as domain:
+        staging.mkdir()
+        bag = make_bag(find_frames(SAMPLE_FRAMES), staging / 'camvid_sample_bag',
+                       config=MakeBagConfig(image_topic=CAMERA_TOPIC, rate_hz=BAG_RATE_HZ),
+                       limit=config.num_frames, progress=True).path
+        log = staging / 'node.log'
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED='1',
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                            os.environ.get('PYTHONPATH')])))
+        print(f'starting the segmentation node (log: {config.output / "node.log"})', flush=True)
+        with open(log, 'w') as log_file:
+            process = subprocess.Popen(node_command(config, checkpoint), env=env, cwd=REPO_ROOT,
+                                       stdout=log_file, stderr=subprocess.STDOUT)
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain)
+        try:
+            _wait_for_node(context, process, log, config.node_timeout_s)
+            report = evaluate_live(
+                bag, context=context, model=model, progress=True,
+                record_to=staging / 'node_outputs_bag',
+                live=LiveConfig(rate=config.rate, output_namespace=NODE_OUTPUT_NAMESPACE,
+                                warmup_timeout_s=config.node_timeout_s,
+                                settle_timeout_s=config.node_timeout_s))
+            # The report names the bag where it will be, not where it is staged.
+            report = dataclasses.replace(report, bag=str(config.output / bag.name))
+            write_report_files(report, staging)
+        except BaseException:
+            print(f'demo failed; the node log ended with:\n{_tail(log)}', file=sys.stderr)
+            raise
+        finally:
+            _stop(process)
+            rclpy.shutdown(context=context)
+    print(format_summary(report))
+    return config.output
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tqdm_ros.demo``; exit code 0 on success, 1 on failure."""
+    parser = argparse.ArgumentParser(prog='python -m tqdm_ros.demo', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('-o', '--output', type=pathlib.Path,
+                        help='folder to create (default: runs/demo/<date-time>)')
+    parser.add_argument('--checkpoint', type=pathlib.Path,
+                        help='model file for the node (default: the shipped model, if any)')
+    parser.add_argument('--frames', type=int, help='use only the first N sample frames')
+    parser.add_argument('--rate', type=float,
+                        help="replay speed factor (default: matched to the node's speed)")
+    parser.add_argument('--input-scale', type=float, default=1.0,
+                        help="the node's input resize factor, e.g. 0.5 for speed on a CPU")
+    parser.add_argument('--node-timeout', type=float, default=300.0)
+    args = parser.parse_args(argv)
+    stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+    config = DemoConfig(output=args.output or REPO_ROOT / 'runs' / 'demo' / stamp,
+                        checkpoint=args.checkpoint, num_frames=args.frames, rate=args.rate,
+                        input_scale=args.input_scale, node_timeout_s=args.node_timeout)
+    try:
+        folder = run_demo(config)
+    except (FileExistsError, FileNotFoundError, RuntimeError, TimeoutError, ValueError) as err:
+        print(f'demo: error: {err}', file=sys.stderr)
+        return 1
+    print(f'\nreport and pictures in {folder}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
