@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Source me. Network-safe ROS 2 environment for every test, demo and benchmark process (ROS_PIP.md s.3):
 # discovery limited to this host, and the loopback-only Fast DDS profile with big shared-memory segments.
+# (The pip stack is Kilted, which reads FASTDDS_DEFAULT_PROFILES_FILE; launch/segment.launch.py also sets the
+# FASTRTPS_ name for Jazzy and older.)
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export FASTDDS_DEFAULT_PROFILES_FILE="$_root/config/fastdds_localhost.xml"
-export FASTRTPS_DEFAULT_PROFILES_FILE="$_root/config/fastdds_localhost.xml"  # Jazzy and older read this one
 export RMW_IMPLEMENTATION=rmw_fastrtps_cpp
 export ROS_LOG_DIR="${ROS_LOG_DIR:-$_root/runs/ros_log}"
 export HOME="${HOME:-$_root}"

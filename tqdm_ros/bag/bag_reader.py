@@ -101,6 +101,9 @@ def staged_bag_path(output: pathlib.Path) -> Iterator[pathlib.Path]:
     """
     if output.exists():
         raise FileExistsError(f"'{output}' exists; remove it or choose another output path")
+    if output.suffix == '.bag':
+        raise ValueError(f"'{output}': a '.bag' name marks a ROS 1 bag file to rosbags readers; name "
+                         f"the rosbag2 directory without it, e.g. '{output.with_suffix('')}'")
     output.parent.mkdir(parents=True, exist_ok=True)
     holder = output.parent / f'.{output.name}.partial'
     shutil.rmtree(holder, ignore_errors=True)
@@ -125,6 +128,9 @@ def open_bag(path: str | pathlib.Path) -> Iterator[AnyReader]:
         raise FileNotFoundError(
             f"no bag at '{path}': expected a rosbag2 directory holding metadata.yaml; "
             "make one with 'tqdm-bag make' or record one with 'tqdm-bag record'")
+    if path.is_dir() and path.suffix == '.bag':
+        raise BagError(f"'{path}': rosbags reads a path ending in '.bag' as a ROS 1 bag file; "
+                       f"rename the rosbag2 directory, e.g. to '{path.with_suffix('')}'")
     if not (path / 'metadata.yaml').is_file():
         raise BagError(
             f"'{path}' is not a rosbag2 bag: expected a directory holding metadata.yaml and a "

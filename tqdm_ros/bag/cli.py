@@ -2,12 +2,12 @@
 
 Examples::
 
-    tqdm-bag make data/camvid_sample -o runs/camvid.bag --rate 10 --storage mcap
-    tqdm-bag info runs/camvid.bag
-    tqdm-bag replay runs/camvid.bag --rate 2 --remap /camera/image_raw:=/cam0/image_raw
-    tqdm-bag record -o runs/outputs.bag --topics /segmentation/labels --idle-timeout 3
-    tqdm-bag evaluate runs/camvid.bag -o runs/eval_offline --checkpoint model.pt
-    tqdm-bag evaluate runs/camvid.bag -o runs/eval_live --mode live --rate auto
+    tqdm-bag make data/camvid_sample -o runs/camvid_bag --rate 10 --storage mcap
+    tqdm-bag info runs/camvid_bag
+    tqdm-bag replay runs/camvid_bag --rate 2 --remap /camera/image_raw:=/cam0/image_raw
+    tqdm-bag record -o runs/outputs_bag --topics /segmentation/labels --idle-timeout 3
+    tqdm-bag evaluate runs/camvid_bag -o runs/eval_offline --checkpoint model.pt
+    tqdm-bag evaluate runs/camvid_bag -o runs/eval_live --mode live --rate auto
 """
 from __future__ import annotations
 
