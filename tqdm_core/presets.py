@@ -36,6 +36,17 @@ PRESETS: dict[str, TqdmConfig] = {
         text=TextConfig(open_clip_model="RN50", num_context_tokens=5),
         pretrained="openai",
     ),
+    # CPU default: a small hierarchical CLIP-style tower trained from scratch (no vision-language pretraining).
+    "tqdm-small-rn": TqdmConfig(
+        backbone=BackboneConfig(kind="resnet", open_clip_model="", embed_dim=128, image_size=512,
+                                vision_cfg={"layers": [1, 2, 2, 1], "width": 24, "image_size": 512,
+                                            "patch_size": None}),
+        text=TextConfig(open_clip_model="", text_cfg=dict(_TINY_TEXT), num_context_tokens=4),
+        context_decoder=ContextDecoderConfig(width=64, heads=2, layers=1),
+        pixel_decoder=PixelDecoderConfig(hidden_dim=96, encoder_layers=2, heads=4, points=4, ffn_dim=256),
+        decoder=TransformerDecoderConfig(hidden_dim=96, layers=3, heads=4, ffn_dim=256),
+        class_table="camvid11",
+    ),
     "tqdm-tiny-rn": TqdmConfig(
         backbone=BackboneConfig(kind="resnet", open_clip_model="", embed_dim=64, image_size=256,
                                 vision_cfg={"layers": [1, 1, 1, 1], "width": 16, "image_size": 256,

@@ -1,1 +1,1 @@
-"""ROS 2 layer of tqdm: the segmentation node and the rosbag tools, thin wrappers over tqdm_core."""
+"""ROS 2 layer of tqdm: the segmentation node and rosbag tools, thin wrappers over tqdm_core."""

@@ -1,0 +1,140 @@
+"""sensor_msgs/Image <-> numpy: round trips, padded rows, byte order, model input, bad messages."""
+
+import sys
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from tqdm_ros.image_conversion import (
+    check_image_layout, ENCODINGS, image_to_numpy, image_to_rgb8, ImageConversionError,
+    numpy_to_image)
+
+RNG = np.random.default_rng(0)
+
+
+def random_array(encoding: str, height: int = 5, width: int = 7) -> np.ndarray:
+    layout = ENCODINGS[encoding]
+    shape = (height, width) if layout.channels == 1 else (height, width, layout.channels)
+    if layout.dtype.kind == 'f':
+        return RNG.random(shape, dtype=np.float32)
+    return RNG.integers(0, np.iinfo(layout.dtype).max + 1, shape).astype(layout.dtype)
+
+
+def raw_message(encoding, width, height, step, data, is_bigendian=False) -> Image:
+    msg = Image(encoding=encoding, width=width, height=height, step=step,
+                is_bigendian=is_bigendian)
+    msg.data = data
+    return msg
+
+
+@pytest.mark.parametrize('encoding', sorted(ENCODINGS))
+def test_round_trip_keeps_values_header_and_packs_rows(encoding):
+    array = random_array(encoding)
+    header = Header(frame_id='camera_optical')
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    msg = numpy_to_image(array, encoding, header=header)
+    assert (msg.height, msg.width, msg.encoding) == (5, 7, encoding)
+    assert msg.step == 7 * array.itemsize * (1 if array.ndim == 2 else array.shape[2])
+    assert len(msg.data) == msg.step * msg.height
+    assert msg.header.frame_id == 'camera_optical' and msg.header.stamp.nanosec == 345
+    np.testing.assert_array_equal(image_to_numpy(msg), array)
+
+
+def test_padded_rows_are_skipped():
+    """Rows of 3 rgb8 pixels (9 bytes) stored with step 12: 3 padding bytes per row."""
+    array = random_array('rgb8', height=2, width=3)
+    rows = [array[r].tobytes() + b'\xff\xff\xff' for r in range(2)]
+    msg = raw_message('rgb8', 3, 2, 12, b''.join(rows))
+    np.testing.assert_array_equal(image_to_numpy(msg), array)
+
+
+def test_decoded_view_is_read_only():
+    msg = numpy_to_image(random_array('mono8'), 'mono8')
+    with pytest.raises(ValueError):
+        image_to_numpy(msg)[0, 0] = 1
+
+
+def test_mono16_in_either_byte_order():
+    """0x0102 = 258 stored big-endian as bytes 01 02, little-endian as 02 01."""
+    big = raw_message('mono16', 2, 1, 4, bytes([0x01, 0x02, 0xff, 0x00]), is_bigendian=True)
+    little = raw_message('mono16', 2, 1, 4, bytes([0x02, 0x01, 0x00, 0xff]))
+    np.testing.assert_array_equal(image_to_numpy(big), [[258, 0xff00]])
+    np.testing.assert_array_equal(image_to_numpy(little), [[258, 0xff00]])
+    assert image_to_numpy(big).dtype.isnative
+
+
+def test_written_messages_declare_native_byte_order():
+    msg = numpy_to_image(random_array('mono16'), 'mono16')
+    assert msg.is_bigendian == (sys.byteorder == 'big')
+
+
+@pytest.mark.parametrize('encoding, order', [('rgb8', 'rgb'), ('bgr8', 'bgr'),
+                                             ('rgba8', 'rgb'), ('bgra8', 'bgr')])
+def test_colour_images_keep_their_channel_order_and_drop_alpha(encoding, order):
+    array = random_array(encoding)
+    image, channel_order = image_to_rgb8(numpy_to_image(array, encoding))
+    assert channel_order == order and image.flags.c_contiguous
+    np.testing.assert_array_equal(image, array[:, :, :3])
+
+
+def test_mono_and_float_images_become_grey_rgb():
+    """mono16 v -> round(v / 257): 0 -> 0, 128 -> 0, 129 -> 1, 65535 -> 255.
+
+    32FC1 x -> round(255 * clip(x, 0, 1)): 0.5 -> 128 (127.5 + 0.5 truncated), 2.0 -> 255,
+    -1.0 -> 0.
+    """
+    mono16 = np.array([[0, 128, 129, 65535]], dtype=np.uint16)
+    image, order = image_to_rgb8(numpy_to_image(mono16, 'mono16'))
+    assert order == 'rgb' and image.shape == (1, 4, 3)
+    np.testing.assert_array_equal(image[..., 0], [[0, 0, 1, 255]])
+    np.testing.assert_array_equal(image[..., 0], image[..., 2])
+    floats = np.array([[0.5, 2.0, -1.0]], dtype=np.float32)
+    image, _ = image_to_rgb8(numpy_to_image(floats, '32FC1'))
+    np.testing.assert_array_equal(image[..., 1], [[128, 255, 0]])
+    mono8 = random_array('mono8')
+    image, _ = image_to_rgb8(numpy_to_image(mono8, 'mono8'))
+    np.testing.assert_array_equal(image, np.repeat(mono8[:, :, None], 3, axis=2))
+
+
+@pytest.mark.parametrize('msg, message', [
+    (raw_message('yuv422', 2, 2, 4, bytes(8)), "unsupported encoding 'yuv422'"),
+    (raw_message('rgb8', 0, 2, 0, b''), 'empty image: 0x2'),
+    (raw_message('rgb8', 100_000, 100_000, 300_000, bytes(4)), 'exceeds the limit'),
+    (raw_message('rgb8', 4, 2, 10, bytes(20)), 'step 10 is shorter than one row'),
+    (raw_message('mono16', 4, 2, 9, bytes(18)), 'step 9 is not a multiple of the 2-byte'),
+    (raw_message('rgb8', 4, 2, 12, bytes(23)), 'data has 23 bytes, expected'),
+    (raw_message('rgb8', 4, 2, 12, bytes(25)), 'data has 25 bytes, expected'),
+])
+def test_malformed_messages_are_rejected_with_the_reason(msg, message):
+    with pytest.raises(ImageConversionError, match=message.replace('(', r'\(')):
+        check_image_layout(msg)
+    with pytest.raises(ImageConversionError):
+        image_to_rgb8(msg)
+
+
+def test_float_image_with_nan_or_infinity_is_rejected():
+    for bad in (np.nan, np.inf):
+        array = np.zeros((2, 3), dtype=np.float32)
+        array[1, 2] = bad
+        with pytest.raises(ImageConversionError, match='NaN or infinite'):
+            image_to_rgb8(numpy_to_image(array, '32FC1'))
+
+
+def test_pixel_limit_is_configurable():
+    msg = numpy_to_image(random_array('mono8', 4, 4), 'mono8')
+    check_image_layout(msg, max_pixels=16)
+    with pytest.raises(ImageConversionError, match='limit of 15 pixels'):
+        check_image_layout(msg, max_pixels=15)
+
+
+@pytest.mark.parametrize('array, encoding', [
+    (np.zeros((2, 3), np.float32), 'mono8'),
+    (np.zeros((2, 3, 3), np.uint8), 'mono8'),
+    (np.zeros((2, 3), np.uint8), 'rgb8'),
+    (np.zeros((2, 3), np.uint8), 'nv12'),
+])
+def test_encoding_an_array_that_does_not_match_is_an_error(array, encoding):
+    with pytest.raises(ValueError, match=encoding):
+        numpy_to_image(array, encoding)

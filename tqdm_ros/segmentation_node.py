@@ -1,0 +1,570 @@
+"""The tqdm semantic segmentation node: a lifecycle node over the tqdm_core Predictor.
+
+Lifecycle: ``configure`` validates the parameters, loads the model and advertises the outputs
+(class tables are latched from then on); ``activate`` subscribes to the cameras and starts the
+inference worker; ``deactivate`` unsubscribes and stops the worker; ``cleanup`` frees the model.
+As a plain console script (pip-only installs, no lifecycle manager) it configures and activates
+itself unless ``autostart`` is false:
+
+    segmentation_node --ros-args --params-file config/segment.yaml
+
+Threading: subscription callbacks only check the message layout (constant time) and put the
+frame into its camera's one-slot buffer (latest frame wins, replaced frames are counted as
+dropped). One worker thread takes every ready frame, runs the model (one batch per image size,
+so cameras that deliver together share a forward pass) and publishes. The executor never waits
+on the model.
+
+Outputs, under ``<camera namespace>/<output_namespace>/`` for each input topic (e.g.
+``/camera/image_raw`` -> ``/camera/segmentation/``), all with the input header and resolution,
+each computed only while it has subscribers:
+
+- ``labels``: mono8 class ids, 255 = unlabeled (confidence below ``confidence_threshold``)
+- ``confidence``: 32FC1 max class probability in [0, 1]; ``confidence_mono8``: the same x 255
+- ``color_mask``, ``overlay``: rgb8 class colours, and the colours blended over the image
+- ``probability/<class>``: mono8 probability x 255, for the classes in ``probability_classes``
+- ``class_statistics``: std_msgs/Float32MultiArray (num_classes, 2): pixel fraction and mean
+  confidence of each class in the frame
+- ``class_table`` (JSON std_msgs/String) and ``label_info`` (vision_msgs/LabelInfo where
+  available), latched
+
+Health goes to ``/diagnostics`` (see :mod:`tqdm_ros.diagnostics`).
+
+tqdm_core (torch, open_clip, timm: several seconds to import) is imported on configure, not at
+start, so that an invalid parameter is reported at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import posixpath
+import signal
+import sys
+import threading
+import time
+from typing import Callable, Optional, TYPE_CHECKING
+
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32MultiArray, MultiArrayDimension
+
+from tqdm_ros import diagnostics
+from tqdm_ros.class_table_publisher import ClassTablePublisher
+from tqdm_ros.frame_buffer import LatestFrameSlots
+from tqdm_ros.image_conversion import (
+    check_image_layout, image_to_rgb8, ImageConversionError, numpy_to_image)
+from tqdm_ros.parameters import (
+    declare_parameters, NodeParameters, ParameterError, read_parameters, SPECS_BY_NAME,
+    validate_value)
+
+if TYPE_CHECKING:
+    from tqdm_core import ClassTable
+
+NODE_NAME = 'segmentation_node'
+# Throttle period of repeated warnings (bad input, inference errors).
+WARNING_PERIOD_S = 5.0
+# Longest wait for the worker to finish its current batch on deactivate.
+WORKER_JOIN_TIMEOUT_S = 60.0
+
+
+def load_predictor(params: NodeParameters):
+    """Build the tqdm_core Predictor the parameters describe.
+
+    Raises:
+        FileNotFoundError, ValueError, tqdm_core.CheckpointError: missing, corrupt or
+            mismatched checkpoint, unknown preset, unavailable device.
+    """
+    from tqdm_core import create_model, Predictor
+
+    options = {
+        'device': params.device, 'precision': params.precision, 'mode': params.inference_mode,
+        'window': params.slide_window, 'stride': params.slide_stride,
+        'scale': params.input_scale, 'confidence_threshold': params.confidence_threshold,
+        'max_batch_size': params.max_batch_size}
+    if params.checkpoint:
+        predictor = Predictor.from_checkpoint(params.checkpoint, **options)
+        stored = predictor.describe()['model']
+        if params.model and stored != params.model:
+            raise ValueError(
+                f'checkpoint {params.checkpoint!r} holds preset {stored!r} but parameter model '
+                f'is {params.model!r}; set model to {stored!r} (or to an empty string)')
+        return predictor
+    pretrained = None if params.pretrained == 'none' else params.pretrained
+    return Predictor(create_model(params.model, pretrained=pretrained), **options)
+
+
+def camera_output_namespace(input_topic: str, output_namespace: str) -> str:
+    """Output prefix of a camera: its topic's namespace joined with ``output_namespace``.
+
+    ``/camera/image_raw`` -> ``/camera/segmentation``; a relative topic gives a relative
+    prefix, resolved in the node's namespace like the input topic.
+    """
+    return posixpath.join(posixpath.dirname(input_topic), output_namespace)
+
+
+def topic_safe(name: str) -> str:
+    """Turn a class name into a topic name token: ``traffic light`` -> ``traffic_light``."""
+    return ''.join(c if c.isalnum() else '_' for c in name.lower())
+
+
+def class_statistics(labels: np.ndarray, confidence: np.ndarray,
+                     num_classes: int) -> np.ndarray:
+    """Pixel fraction and mean confidence of each class.
+
+    Args:
+        labels: (H, W) uint8 class ids, 255 = unlabeled (counted in no class).
+        confidence: (H, W) float32 in [0, 1].
+        num_classes: K.
+
+    Returns:
+        (K, 2) float32: column 0 the fraction of all pixels labelled k, column 1 the mean
+        confidence of those pixels (0 for a class with no pixel).
+    """
+    flat_labels = labels.reshape(-1)  # (H, W) -> (HW,)
+    counts = np.bincount(flat_labels, minlength=256)[:num_classes]
+    confidence_sums = np.bincount(flat_labels, weights=confidence.reshape(-1),
+                                  minlength=256)[:num_classes]
+    statistics = np.zeros((num_classes, 2), dtype=np.float32)
+    statistics[:, 0] = counts / flat_labels.size
+    np.divide(confidence_sums, counts, out=statistics[:, 1], where=counts > 0, casting='unsafe')
+    return statistics
+
+
+def statistics_message(statistics: np.ndarray) -> Float32MultiArray:
+    """(K, 2) statistics as a Float32MultiArray with a row-major layout."""
+    num_classes = statistics.shape[0]
+    msg = Float32MultiArray()
+    msg.layout.dim = [
+        MultiArrayDimension(label='class', size=num_classes, stride=2 * num_classes),
+        MultiArrayDimension(label='pixel_fraction,mean_confidence', size=2, stride=2),
+    ]
+    msg.data = statistics.reshape(-1).tolist()  # (K, 2) -> (2K,)
+    return msg
+
+
+@dataclass
+class ReceivedFrame:
+    """A frame in the buffer: the message and its reception time (monotonic seconds)."""
+
+    message: Image
+    received: float
+
+
+@dataclass
+class DecodedFrame:
+    """A frame ready for the model."""
+
+    camera_index: int
+    frame: ReceivedFrame
+    image: np.ndarray  # (H, W, 3) uint8
+    channel_order: str  # 'rgb' or 'bgr'
+
+
+class CameraOutputs:
+    """The publishers of one camera.
+
+    Args:
+        node: the lifecycle node.
+        namespace: output prefix of the camera.
+        qos: QoS of the per-frame outputs.
+        class_table: the model's classes.
+        probability_class_ids: class ids that get a probability image.
+        confidence_threshold: sent with the class table.
+    """
+
+    def __init__(self, *, node: LifecycleNode, namespace: str, qos: QoSProfile,
+                 class_table: ClassTable, probability_class_ids: tuple[int, ...],
+                 confidence_threshold: float) -> None:
+        self.publishers = []
+
+        def advertise(msg_type, name):
+            publisher = node.create_lifecycle_publisher(msg_type, f'{namespace}/{name}', qos)
+            self.publishers.append(publisher)
+            return publisher
+
+        self.labels = advertise(Image, 'labels')
+        self.confidence = advertise(Image, 'confidence')
+        self.confidence_mono8 = advertise(Image, 'confidence_mono8')
+        self.color_mask = advertise(Image, 'color_mask')
+        self.overlay = advertise(Image, 'overlay')
+        self.statistics = advertise(Float32MultiArray, 'class_statistics')
+        self.probabilities = {
+            class_id: advertise(Image, f'probability/{topic_safe(class_table.names[class_id])}')
+            for class_id in probability_class_ids}
+        self.class_table = ClassTablePublisher(
+            node=node, namespace=namespace, class_table=class_table,
+            confidence_threshold=confidence_threshold)
+
+    def wants_probabilities(self) -> bool:
+        return any(has_subscribers(p) for p in self.probabilities.values())
+
+    def destroy(self, node: LifecycleNode) -> None:
+        for publisher in self.publishers:
+            node.destroy_lifecycle_publisher(publisher)
+        self.class_table.destroy()
+
+
+def probability_class_ids(names: tuple[str, ...], class_table: ClassTable) -> tuple[int, ...]:
+    """Class ids of the ``probability_classes`` parameter.
+
+    Raises:
+        ValueError: a name that is not a class of the model.
+    """
+    unknown = [name for name in names if name not in class_table.names]
+    if unknown:
+        raise ValueError(
+            f'parameter probability_classes names {unknown}, not classes of the model; '
+            f'its classes are {list(class_table.names)}')
+    return tuple(class_table.names.index(name) for name in names)
+
+
+def has_subscribers(publisher) -> bool:
+    return publisher.get_subscription_count() > 0
+
+
+class SegmentationNode(LifecycleNode):
+    """Semantic segmentation of one or several cameras with a tqdm model.
+
+    Args:
+        predictor_factory: builds the Predictor from the parameters on configure (injectable,
+            e.g. to wrap the Predictor in a benchmark or a test).
+        **kwargs: passed to rclpy's Node (namespace, context, parameter_overrides, ...).
+
+    Raises:
+        ParameterError: an invalid parameter at start.
+    """
+
+    def __init__(self, *, predictor_factory: Callable = load_predictor, **kwargs) -> None:
+        # Set before Node.__init__: destroy_node() needs them even when the parameters are
+        # rejected halfway through construction.
+        self._subscriptions_by_camera = []
+        self._slots: Optional[LatestFrameSlots] = None
+        self._worker: Optional[threading.Thread] = None
+        self._stop_worker = threading.Event()
+        super().__init__(NODE_NAME, **kwargs)
+        declare_parameters(self)
+        self._params = read_parameters(self)
+        self.add_on_set_parameters_callback(self._check_parameter_update)
+        self._predictor_factory = predictor_factory
+        self._predictor = None
+        self._class_table: Optional[ClassTable] = None
+        self._outputs: list[CameraOutputs] = []
+        self._health = diagnostics.HealthMonitor(node_name=self.get_fully_qualified_name())
+        self._image_group = ReentrantCallbackGroup()
+        # Own group: diagnostics keep flowing while a transition (model loading) runs.
+        self._diagnostics_group = MutuallyExclusiveCallbackGroup()
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diagnostics_timer = self._create_diagnostics_timer()
+
+    @property
+    def parameters(self) -> NodeParameters:
+        return self._params
+
+    def start(self) -> bool:
+        """Configure and activate (the console script's autostart); False on failure."""
+        return (self.trigger_configure() == TransitionCallbackReturn.SUCCESS
+                and self.trigger_activate() == TransitionCallbackReturn.SUCCESS)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._params = read_parameters(self)
+        except ParameterError as error:
+            self.get_logger().error(f'cannot configure: {error}')
+            return TransitionCallbackReturn.FAILURE
+        params = self._params
+        self.destroy_timer(self._diagnostics_timer)
+        self._diagnostics_timer = self._create_diagnostics_timer()
+        self._health.reset_cameras(tuple(self.resolve_topic_name(t) for t in params.input_topics))
+        source = params.checkpoint or f'preset {params.model}, towers {params.pretrained!r}'
+        self._health.set_state(diagnostics.STATE_LOADING, source)
+        self.get_logger().info(f'loading model {source} on {params.device}, {params.precision}')
+        if not params.checkpoint:
+            self.get_logger().warning(
+                'no checkpoint given: the segmentation heads start from random weights, the '
+                'labels are meaningless; set the checkpoint parameter to a trained model')
+        started = time.monotonic()
+        try:
+            predictor = self._predictor_factory(params)
+        except Exception as error:  # any failure must end in a clear log, not a silent ERROR
+            return self._fail_configure(f'could not load the model from {source}: {error}')
+        class_table = predictor.class_table
+        try:
+            probability_ids = probability_class_ids(params.probability_classes, class_table)
+        except ValueError as error:
+            return self._fail_configure(str(error))
+        self._predictor, self._class_table = predictor, class_table
+        description = {k: str(v) for k, v in predictor.describe().items()}
+        self._health.set_model_info(
+            {'device': params.device, 'precision': params.precision, **description,
+             'source': source})
+        output_qos = self._qos(params.output_qos, params.output_qos_depth)
+        self._outputs = [
+            CameraOutputs(
+                node=self, namespace=camera_output_namespace(topic, params.output_namespace),
+                qos=output_qos, class_table=class_table,
+                probability_class_ids=probability_ids,
+                confidence_threshold=params.confidence_threshold)
+            for topic in params.input_topics]
+        self._health.set_state(diagnostics.STATE_INACTIVE)
+        self.get_logger().info(
+            f'model ready in {time.monotonic() - started:.1f} s: {description}; '
+            f'{class_table.num_classes} classes ({class_table.name})')
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        params = self._params
+        self._slots = LatestFrameSlots(num_cameras=len(params.input_topics))
+        input_qos = self._qos(params.input_qos, params.input_qos_depth)
+        self._subscriptions_by_camera = [
+            self.create_subscription(
+                Image, topic, lambda msg, index=index: self._on_image(index, msg), input_qos,
+                callback_group=self._image_group)
+            for index, topic in enumerate(params.input_topics)]
+        self._stop_worker.clear()
+        self._worker = threading.Thread(
+            target=self._run_worker, args=(self._slots,), name='segmentation_worker',
+            daemon=True)
+        self._worker.start()
+        self._health.set_state(diagnostics.STATE_WARMING_UP, 'waiting for the first frame')
+        self.get_logger().info(f'active: segmenting {list(params.input_topics)}')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop()
+        self._health.set_state(diagnostics.STATE_INACTIVE)
+        self.get_logger().info('inactive: unsubscribed, worker stopped')
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_model()
+        self._health.set_state(diagnostics.STATE_UNCONFIGURED)
+        self.get_logger().info('unconfigured: model released')
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop()
+        self._release_model()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop()
+        self._release_model()
+        self._health.set_state(diagnostics.STATE_UNCONFIGURED)
+        return super().on_error(state)
+
+    def destroy_node(self) -> None:
+        """Stop the worker before the node's entities go away."""
+        self._stop()
+        super().destroy_node()
+
+    def _create_diagnostics_timer(self):
+        return self.create_timer(self._params.diagnostics_period_s, self._publish_diagnostics,
+                                 callback_group=self._diagnostics_group)
+
+    def _check_parameter_update(self, parameters):
+        for parameter in parameters:
+            spec = SPECS_BY_NAME.get(parameter.name)
+            if spec is None:
+                continue
+            try:
+                validate_value(spec, parameter.value)
+            except ParameterError as error:
+                return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True)
+
+    def _fail_configure(self, message: str) -> TransitionCallbackReturn:
+        self.get_logger().error(message)
+        self._health.set_state(diagnostics.STATE_FAILED, message)
+        return TransitionCallbackReturn.FAILURE
+
+    @staticmethod
+    def _qos(kind: str, depth: int) -> QoSProfile:
+        reliability = (ReliabilityPolicy.BEST_EFFORT if kind == 'sensor_data'
+                       else ReliabilityPolicy.RELIABLE)
+        return QoSProfile(depth=depth, reliability=reliability)
+
+    def _stop(self) -> None:
+        for subscription in self._subscriptions_by_camera:
+            self.destroy_subscription(subscription)
+        self._subscriptions_by_camera = []
+        self._stop_worker.set()
+        if self._slots is not None:
+            self._slots.close()
+        if self._worker is not None:
+            self._worker.join(WORKER_JOIN_TIMEOUT_S)
+            if self._worker.is_alive():
+                self.get_logger().error(
+                    f'inference worker still busy after {WORKER_JOIN_TIMEOUT_S:.0f} s')
+        self._worker, self._slots = None, None
+
+    def _release_model(self) -> None:
+        for outputs in self._outputs:
+            outputs.destroy(self)
+        self._outputs = []
+        self._predictor, self._class_table = None, None
+        if self._params.device.startswith('cuda'):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def _publish_diagnostics(self) -> None:
+        self._diagnostics_publisher.publish(
+            self._health.report(self.get_clock().now().to_msg()))
+
+    def _reject(self, camera_index: int, error: Exception) -> None:
+        total = self._health.on_bad_input(camera_index, str(error))
+        self.get_logger().warning(
+            f'skipping a frame from {self._params.input_topics[camera_index]}: {error} '
+            f'({total} rejected so far)', throttle_duration_sec=WARNING_PERIOD_S)
+
+    def _on_image(self, camera_index: int, msg: Image) -> None:
+        received = time.monotonic()
+        slots = self._slots
+        if slots is None:  # a callback racing with deactivate
+            return
+        self._health.on_received(camera_index)
+        try:
+            check_image_layout(msg, max_pixels=self._params.max_input_pixels)
+        except ImageConversionError as error:
+            self._reject(camera_index, error)
+            return
+        if slots.put(camera_index, ReceivedFrame(message=msg, received=received)):
+            self._health.on_dropped(camera_index)
+
+    def _run_worker(self, slots: LatestFrameSlots) -> None:
+        min_period = 1.0 / self._params.max_rate_hz if self._params.max_rate_hz > 0 else 0.0
+        next_run = 0.0
+        while not self._stop_worker.is_set():
+            # Rate cap: wait first, then take the frames, so the frames used are the newest.
+            if self._stop_worker.wait(max(0.0, next_run - time.monotonic())):
+                break
+            ready = slots.take_ready(timeout=0.5)
+            if ready:
+                next_run = time.monotonic() + min_period
+                self._process(ready)
+
+    def _process(self, ready: list[tuple[int, ReceivedFrame]]) -> None:
+        by_channel_order: dict[str, list[DecodedFrame]] = {}
+        for camera_index, frame in ready:
+            try:
+                image, channel_order = image_to_rgb8(
+                    frame.message, max_pixels=self._params.max_input_pixels)
+            except ImageConversionError as error:
+                self._reject(camera_index, error)
+                continue
+            by_channel_order.setdefault(channel_order, []).append(
+                DecodedFrame(camera_index, frame, image, channel_order))
+        # The Predictor batches frames of equal size, up to max_batch_size per forward pass.
+        for batch in by_channel_order.values():
+            self._infer(batch)
+
+    def _infer(self, batch: list[DecodedFrame]) -> None:
+        want_probabilities = any(
+            self._outputs[d.camera_index].wants_probabilities() for d in batch)
+        started = time.monotonic()
+        try:
+            predictions = self._predictor.predict_batch(
+                [d.image for d in batch], channel_order=batch[0].channel_order,
+                return_probabilities=want_probabilities)
+        except Exception as error:  # a failing frame must not kill the worker
+            for decoded in batch:
+                self._health.on_inference_error(decoded.camera_index, str(error))
+            self.get_logger().error(
+                f'inference failed on a batch of {len(batch)}: {error}',
+                throttle_duration_sec=WARNING_PERIOD_S)
+            return
+        inference_s = time.monotonic() - started
+        for decoded, prediction in zip(batch, predictions):
+            self._publish(decoded, prediction)
+            self._health.on_processed(
+                decoded.camera_index, latency_s=time.monotonic() - decoded.frame.received,
+                inference_s=inference_s)
+
+    def _publish(self, decoded: DecodedFrame, prediction) -> None:
+        from tqdm_core.visualization import colorize_labels, confidence_to_image, overlay
+
+        outputs = self._outputs[decoded.camera_index]
+        header = decoded.frame.message.header
+        labels, confidence = prediction.labels, prediction.confidence
+        if has_subscribers(outputs.labels):
+            outputs.labels.publish(numpy_to_image(labels, 'mono8', header=header))
+        if has_subscribers(outputs.confidence):
+            outputs.confidence.publish(numpy_to_image(confidence, '32FC1', header=header))
+        if has_subscribers(outputs.confidence_mono8):
+            outputs.confidence_mono8.publish(
+                numpy_to_image(confidence_to_image(confidence), 'mono8', header=header))
+        want_color, want_overlay = (
+            has_subscribers(outputs.color_mask), has_subscribers(outputs.overlay))
+        if want_color:
+            outputs.color_mask.publish(numpy_to_image(
+                colorize_labels(labels, self._class_table), 'rgb8', header=header))
+        if want_overlay:
+            image_rgb = decoded.image if decoded.channel_order == 'rgb' else np.ascontiguousarray(
+                decoded.image[:, :, ::-1])
+            blended = overlay(image_rgb, labels, self._class_table, self._params.overlay_alpha)
+            outputs.overlay.publish(numpy_to_image(blended, 'rgb8', header=header))
+        if want_color or want_overlay:
+            self._health.on_visualization(
+                decoded.camera_index, color_mask=want_color, overlay=want_overlay)
+        if has_subscribers(outputs.statistics):
+            outputs.statistics.publish(statistics_message(
+                class_statistics(labels, confidence, self._class_table.num_classes)))
+        for class_id, publisher in outputs.probabilities.items():
+            if prediction.probabilities is not None and has_subscribers(publisher):
+                publisher.publish(numpy_to_image(
+                    confidence_to_image(prediction.probabilities[class_id]), 'mono8',
+                    header=header))
+
+
+def main(args: Optional[list[str]] = None, *,
+         predictor_factory: Callable = load_predictor) -> None:
+    """Console script ``segmentation_node``: run the node until SIGINT or SIGTERM.
+
+    Exit codes: 0 after a normal shutdown, 1 when autostart fails to configure or activate
+    (missing checkpoint, unknown class, ...), 2 for an invalid parameter.
+    """
+    # rclpy's signal handling raises KeyboardInterrupt wherever the main thread happens to be,
+    # cleanup included; a flag set by our own handlers gives an orderly shutdown instead.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = SegmentationNode(predictor_factory=predictor_factory)
+    except ParameterError as error:
+        print(f'{NODE_NAME}: invalid parameter: {error}', file=sys.stderr)
+        rclpy.try_shutdown()
+        sys.exit(2)
+    shutdown_requested = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: shutdown_requested.set())
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    spin_thread = threading.Thread(target=executor.spin, name='executor', daemon=True)
+    spin_thread.start()
+    exit_code = 0
+    try:
+        if node.parameters.autostart:
+            # Transitions run inside the executor, so /diagnostics reports the model loading.
+            started = executor.create_task(node.start)
+            while not (started.done() or shutdown_requested.wait(0.1)):
+                pass
+            if started.done() and not started.result():
+                print(f'{NODE_NAME}: could not start, see the error above', file=sys.stderr)
+                exit_code = 1
+        if exit_code == 0:
+            shutdown_requested.wait()
+    finally:
+        executor.shutdown()
+        spin_thread.join()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    sys.exit(exit_code)
+
+
+if __name__ == '__main__':
+    main()
