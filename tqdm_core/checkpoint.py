@@ -90,15 +90,19 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def load_checkpoint(path: str | os.PathLike, *, preset: str | None = None) -> torch.nn.Module:
+def load_checkpoint(path: str | os.PathLike | None = None, *, preset: str | None = None) -> torch.nn.Module:
     """Rebuild the model stored in `path` (CPU, eval mode, fp32).
 
     Args:
-        path: a file written by `save_checkpoint`.
+        path: a file written by `save_checkpoint`; None loads the default model shipped in the package.
         preset: if given, the preset the caller expects; a checkpoint of another preset is an error.
     """
     from tqdm_core.builder import create_model  # the builder imports the modeling stack; keep this module light
 
+    if path is None:
+        from tqdm_core.default_model import default_checkpoint
+
+        path = default_checkpoint()
     payload = read_checkpoint(path)
     if preset is not None and payload["preset"] != preset:
         raise CheckpointError(f"checkpoint '{path}' was saved for preset '{payload['preset']}' but preset "

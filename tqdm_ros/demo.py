@@ -38,11 +38,10 @@ NODE_OUTPUT_NAMESPACE = '/camera/segmentation'
 
 
 def default_checkpoint() -> pathlib.Path | None:
-    """Return the trained model the demo runs; None while no trained checkpoint ships.
+    """Return the trained model the demo runs: the one shipped in tqdm_core, None if it is missing."""
+    from tqdm_core.default_model import DEFAULT_CHECKPOINT
 
-    This is the one place to change when the trained CamVid checkpoint ships: return its path.
-    """
-    return None
+    return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,8 @@ class DemoConfig:
             ``UNTRAINED_PRESET``.
         num_frames: use only the first N sample frames; None: all.
         rate: replay speed factor; None: chosen from the node's time on a warm-up frame.
-        input_scale: the node's input resize factor (0.5 runs the model at half resolution).
+        input_scale: the node's input resize factor (0.5 runs the model at half resolution; 0 uses
+            the checkpoint's recommended scale).
         node_timeout_s: longest wait for the node to load its model and for each answer.
     """
 
@@ -63,7 +63,7 @@ class DemoConfig:
     checkpoint: pathlib.Path | None = None
     num_frames: int | None = None
     rate: float | None = None
-    input_scale: float = 1.0
+    input_scale: float = 0.0
     node_timeout_s: float = 300.0
 
 
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--frames', type=int, help='use only the first N sample frames')
     parser.add_argument('--rate', type=float,
                         help="replay speed factor (default: matched to the node's speed)")
-    parser.add_argument('--input-scale', type=float, default=1.0,
+    parser.add_argument('--input-scale', type=float, default=0.0,
                         help="the node's input resize factor, e.g. 0.5 for speed on a CPU")
     parser.add_argument('--node-timeout', type=float, default=300.0)
     args = parser.parse_args(argv)

@@ -59,10 +59,11 @@ PARAMETER_SPECS = (
         'output_namespace', 'segmentation',
         'sub-namespace of each camera namespace that holds the outputs'),
     ParameterSpec(
-        'checkpoint', '',
-        'path of a tqdm checkpoint (tqdm_core.save_checkpoint); when set, it defines the model'),
+        'checkpoint', 'default',
+        "path of a tqdm checkpoint (tqdm_core.save_checkpoint); 'default': the model shipped in "
+        "the package; empty: build 'model' with untrained heads"),
     ParameterSpec(
-        'model', 'tqdm-clip-vit-b16',
+        'model', '',
         'model preset; checked against the checkpoint (empty: accept the checkpoint preset), '
         'built from scratch when checkpoint is empty'),
     ParameterSpec(
@@ -80,9 +81,10 @@ PARAMETER_SPECS = (
     ParameterSpec('slide_stride', 341, 'sliding window stride in pixels, at most slide_window',
                   min_value=16, max_value=8192),
     ParameterSpec(
-        'input_scale', 1.0,
-        'resize factor applied before the model (speed); outputs are at the input resolution',
-        min_value=0.05, max_value=8.0),
+        'input_scale', 0.0,
+        'resize factor applied before the model (speed); outputs are at the input resolution; '
+        "0: the checkpoint's recommended scale (1.0 without one)",
+        min_value=0.0, max_value=8.0),
     ParameterSpec(
         'confidence_threshold', 0.0,
         'pixels whose confidence is below this become 255 (unlabeled); also sent in LabelInfo',

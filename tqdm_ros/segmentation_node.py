@@ -86,16 +86,18 @@ def load_predictor(params: NodeParameters):
     options = {
         'device': params.device, 'precision': params.precision, 'mode': params.inference_mode,
         'window': params.slide_window, 'stride': params.slide_stride,
-        'scale': params.input_scale, 'confidence_threshold': params.confidence_threshold,
+        'scale': params.input_scale or None, 'confidence_threshold': params.confidence_threshold,
         'max_batch_size': params.max_batch_size}
     if params.checkpoint:
-        predictor = Predictor.from_checkpoint(params.checkpoint, **options)
+        path = None if params.checkpoint == 'default' else params.checkpoint
+        predictor = Predictor.from_checkpoint(path, **options)
         stored = predictor.describe()['model']
         if params.model and stored != params.model:
             raise ValueError(
                 f'checkpoint {params.checkpoint!r} holds preset {stored!r} but parameter model '
                 f'is {params.model!r}; set model to {stored!r} (or to an empty string)')
         return predictor
+    options['scale'] = params.input_scale or 1.0
     pretrained = None if params.pretrained == 'none' else params.pretrained
     return Predictor(create_model(params.model, pretrained=pretrained), **options)
 

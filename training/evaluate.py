@@ -84,6 +84,8 @@ class ScaledPredictor:
         self.test_scale = test_scale
         self.predictor_kwargs = predictor_kwargs
         self._predictors: dict[float, Predictor] = {}
+        # A model trained at a reduced resolution records the input scale it expects (checkpoint metadata).
+        self.model_scale = float(getattr(model, "checkpoint_metadata", {}).get("inference_scale", 1.0))
 
     def predictor(self, height: int, width: int) -> Predictor:
         ratio = 1.0
@@ -94,7 +96,7 @@ class ScaledPredictor:
             if scaled_size(height, width, ratio) == (width, height):
                 ratio = 1.0
         if ratio not in self._predictors:
-            self._predictors[ratio] = Predictor(self.model, scale=ratio, **self.predictor_kwargs)
+            self._predictors[ratio] = Predictor(self.model, scale=ratio * self.model_scale, **self.predictor_kwargs)
         return self._predictors[ratio]
 
 

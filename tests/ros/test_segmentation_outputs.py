@@ -70,7 +70,8 @@ def test_load_predictor_checks_the_checkpoint_preset(tmp_path):
     defaults = {spec.name: spec.default for spec in PARAMETER_SPECS}
     params = validate_parameters({**defaults, 'checkpoint': checkpoint, 'model': ''})
     assert load_predictor(params).describe()['model'] == 'tqdm-tiny-rn'
-    mismatch = validate_parameters({**defaults, 'checkpoint': checkpoint})
+    mismatch = validate_parameters({**defaults, 'checkpoint': checkpoint,
+                                    'model': 'tqdm-clip-vit-b16'})
     with pytest.raises(ValueError, match="holds preset 'tqdm-tiny-rn' but parameter model is "
                                          "'tqdm-clip-vit-b16'"):
         load_predictor(mismatch)

@@ -5,6 +5,7 @@ inference, precision, `no_grad`, and the input contract. Outputs are always at t
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -15,11 +16,15 @@ import torch.nn.functional as F
 
 from tqdm_core.classes import IGNORE_INDEX, ClassTable
 from tqdm_core.image_normalization import normalize_images
+from tqdm_core.inference.export import InferenceGraph, OnnxRuntimeRunner
 from tqdm_core.inference.sliding_window import window_starts
-from tqdm_core.modeling.semantic_inference import scores_to_probabilities, semantic_scores
+from tqdm_core.modeling.semantic_inference import scores_to_probabilities
+
+logger = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODES = ("whole", "slide")
+RUNTIMES = ("torch", "onnxruntime")
 MAX_SIDE = 8192  # larger inputs are almost surely a wrong shape or encoding
 
 
@@ -50,11 +55,16 @@ class Predictor:
         scale: resize factor applied to the input before inference (e.g. 0.5 for speed); outputs are resized back.
         confidence_threshold: pixels whose confidence is below it are labelled 255 (unlabeled).
         max_batch_size: images (whole) or windows (slide) per forward pass.
+        compile: run the network through `torch.compile` (inductor); the first call of each input shape
+            compiles (minutes for the paper presets), later calls are faster. Outputs match eager fp32 within
+            the tolerance pinned by tests/core/test_fast_paths.py.
+        runtime: "torch", or "onnxruntime" (CPU, fp32 only): the network is exported to ONNX once per input
+            shape and run by ONNX Runtime (tqdm_core.inference.export).
     """
 
     def __init__(self, model: torch.nn.Module, *, device: str = "cpu", precision: str = "fp32", mode: str = "whole",
                  window: int = 512, stride: int = 341, scale: float = 1.0, confidence_threshold: float = 0.0,
-                 max_batch_size: int = 8) -> None:
+                 max_batch_size: int = 8, compile: bool = False, runtime: str = "torch") -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
         if mode not in MODES:
@@ -71,7 +81,22 @@ class Predictor:
                              f"got window={window}, stride={stride}")
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got '{runtime}'")
+        if runtime == "onnxruntime" and (precision != "fp32" or self.device.type != "cpu" or compile):
+            raise ValueError(f"runtime 'onnxruntime' runs fp32 on the CPU without torch.compile; got precision="
+                             f"'{precision}', device='{device}', compile={compile}")
+        if precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
+            logger.warning("precision 'bf16' on a CPU without AVX512-BF16 or AMX: bf16 matmuls and convolutions are "
+                           "emulated and much slower than fp32 here; use precision 'fp32'")
         self.model = model.eval().to(self.device)
+        self.compile = compile
+        self.runtime = runtime
+        if runtime == "onnxruntime":
+            self._network = OnnxRuntimeRunner(self.model)
+        else:
+            graph = InferenceGraph(model=self.model)
+            self._network = torch.compile(graph, dynamic=False) if compile else graph
         self.precision = precision
         self.mode = mode
         self.window = window
@@ -81,11 +106,23 @@ class Predictor:
         self.max_batch_size = max_batch_size
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, *, preset: str | None = None, **kwargs) -> "Predictor":
-        """Load a checkpoint written by `tqdm_core.save_checkpoint` (see Predictor for the keyword arguments)."""
-        from tqdm_core.checkpoint import load_checkpoint
+    def from_checkpoint(cls, path: str | os.PathLike | None = None, *, preset: str | None = None,
+                        **kwargs) -> "Predictor":
+        """Load a checkpoint written by `tqdm_core.save_checkpoint` (see Predictor for the keyword arguments).
 
-        return cls(load_checkpoint(path, preset=preset), **kwargs)
+        Args:
+            path: the checkpoint; None loads the default model shipped in the package.
+            preset: if given, the preset the checkpoint must hold.
+            kwargs: Predictor options. Without `scale`, the checkpoint's recommended input scale is used
+                (metadata "inference_scale", e.g. 0.5 for a model trained at half resolution), else 1.0.
+        """
+        from tqdm_core.checkpoint import load_checkpoint
+        from tqdm_core.default_model import default_checkpoint
+
+        model = load_checkpoint(default_checkpoint() if path is None else path, preset=preset)
+        if kwargs.get("scale") is None:
+            kwargs["scale"] = float(model.checkpoint_metadata.get("inference_scale", 1.0))
+        return cls(model, **kwargs)
 
     @property
     def class_table(self) -> ClassTable:
@@ -102,6 +139,8 @@ class Predictor:
             "precision": self.precision,
             "mode": self.mode,
             "scale": self.scale,
+            "compile": self.compile,
+            "runtime": self.runtime,
             "confidence_threshold": self.confidence_threshold,
         }
 
@@ -172,8 +211,7 @@ class Predictor:
         """(B, 3, H, W) normalised, H and W multiples of the size divisor -> (B, K, H, W) scores S (fp32)."""
         dtype = PRECISIONS[self.precision]
         with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype != torch.float32):
-            outputs = self.model(batch)
-        scores = semantic_scores(outputs["pred_logits"], outputs["pred_masks"])
+            scores = self._network(batch)
         return F.interpolate(scores, size=batch.shape[-2:], mode="bilinear", align_corners=False)
 
     def _whole(self, images: torch.Tensor) -> torch.Tensor:
@@ -213,6 +251,11 @@ def check_image(image: np.ndarray, *, name: str = "image") -> None:
         raise ValueError(f"{name}: expected shape (H, W, 3), got {image.shape}; convert grey or RGBA images to RGB")
     if not (0 < image.shape[0] <= MAX_SIDE and 0 < image.shape[1] <= MAX_SIDE):
         raise ValueError(f"{name}: height and width must be in 1..{MAX_SIDE}, got {image.shape[:2]}")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True if this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX), where bf16 beats fp32."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def _check_device(device: str) -> torch.device:

@@ -27,7 +27,8 @@ class MaskedAttentionDecoderLayer(nn.Module):
         Args:
             query: (B, Q, C); query_pos: (Q, C) learned query positions.
             memory: (B, N, C) one level's features; memory_pos: (N, C) their sine positions.
-            blocked: (B, heads, Q, N) bool, True where a query may not look (outside its predicted mask).
+            blocked: (B, 1, Q, N) bool, True where a query may not look (outside its predicted mask); the same
+                for every head, so it stays un-expanded and attention broadcasts it.
         """
         query = self.norm1(query + multi_head_attention(self.cross_attn, query + query_pos, memory + memory_pos,
                                                         memory, blocked))
@@ -54,7 +55,6 @@ class TransformerDecoder(nn.Module):
                  textual_queries: bool, num_levels: int = 3) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.heads = heads
         self.num_levels = num_levels
         if textual_queries:
             self.query_feat_mlp = nn.Sequential(
@@ -78,7 +78,7 @@ class TransformerDecoder(nn.Module):
         """Class and mask logits of the current queries, and the attention mask for the next layer.
 
         Returns:
-            class logits (B, Q, K + 1), mask logits (B, Q, H/4, W/4), and (B, heads, Q, h*w) bool "blocked"
+            class logits (B, Q, K + 1), mask logits (B, Q, H/4, W/4), and (B, 1, Q, h*w) bool "blocked"
             (detached; rows with nothing allowed are fully unblocked) or None when no layer follows.
         """
         out = self.post_norm(query)
@@ -89,7 +89,7 @@ class TransformerDecoder(nn.Module):
         resized = F.interpolate(mask_logits, size=attention_size, mode="bilinear", align_corners=False)
         blocked = (resized.flatten(2).sigmoid() < 0.5)[:, None]  # (B, Q, h, w) -> (B, 1, Q, hw)
         blocked = blocked & ~blocked.all(dim=-1, keepdim=True)
-        return class_logits, mask_logits, blocked.expand(-1, self.heads, -1, -1).detach()
+        return class_logits, mask_logits, blocked.detach()
 
     def forward(self, memories: list[torch.Tensor], mask_feature: torch.Tensor,
                 text: torch.Tensor) -> list[dict[str, torch.Tensor]]:

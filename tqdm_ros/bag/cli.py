@@ -123,8 +123,9 @@ def _add_evaluate(subparsers) -> None:
     model.add_argument('--device', default='cpu')
     model.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16'))
     model.add_argument('--inference-mode', default='whole', choices=('whole', 'slide'))
-    model.add_argument('--input-scale', type=float, default=1.0,
-                       help='resize factor of the model input; scores stay at full resolution')
+    model.add_argument('--input-scale', type=float, default=0.0,
+                       help='resize factor of the model input; scores stay at full resolution; '
+                            "0: the checkpoint's recommended scale (1.0 for a preset)")
     topics = parser.add_argument_group('bag topics')
     topics.add_argument('--image-topic', default=_DEFAULTS.image_topic)
     topics.add_argument('--label-topic', default=_DEFAULTS.label_topic)
@@ -286,8 +287,9 @@ def _offline_predictor(args: argparse.Namespace):
         raise ValueError('offline evaluation needs a model: pass --checkpoint model.pt (trained) '
                          'or --preset NAME (random weights, to check the pipeline)')
     options = {'device': args.device, 'precision': args.precision,
-               'mode': args.inference_mode, 'scale': args.input_scale}
+               'mode': args.inference_mode, 'scale': args.input_scale or None}
     if args.preset is not None:
+        options['scale'] = args.input_scale or 1.0
         predictor = Predictor(create_model(args.preset, pretrained=None), **options)
         return predictor, ModelInfo(name=args.preset, trained=False,
                                     source=f'preset {args.preset} with random weights')

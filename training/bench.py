@@ -1,0 +1,322 @@
+"""Inference benchmark: latency, model GFLOPs, achieved GFLOP/s and the fraction of this machine's matmul peak.
+
+    python -m training.bench                      # every preset, 512x512 (whole) and 512x1024 (slide), fp32 + bf16
+    python -m training.bench --quick              # tiny presets, 2 repeats: checks the tooling in a few minutes
+    python -m training.bench --presets tqdm-clip-vit-b16 --precisions fp32 --runtimes torch,onnxruntime,compile
+
+What is measured (issue 8):
+- Latency: the Predictor end to end (uint8 image in, labels/confidence out: normalisation, padding, windows,
+  network, semantic inference, resize back), median over `--repeats` timed calls after warm-up calls (the first
+  calls export or compile where the runtime needs it). 512x512 runs whole (one window); 512x1024 runs the paper's
+  sliding window (512 window, stride 341: 3 windows in one batch). The frame-rate table runs --fps-size whole.
+- GFLOPs: `torch.utils.flop_counter.FlopCounterMode` over one eager forward of the network on the exact batch
+  the Predictor feeds it. It counts 2 FLOPs per multiply-accumulate of matmul/linear (mm, addmm, bmm, baddbmm),
+  convolution and transposed convolution, and scaled-dot-product attention (QK^T and PV; the CPU flash kernel
+  is registered below because torch does not count it). Element-wise ops, norms, softmax, grid_sample /
+  embedding_bag (the deformable sampling) and resizes are NOT counted: they are memory-bound and small in FLOPs.
+- Peak: the best rate of a large square `torch.matmul` in fp32 and in bf16 at the same thread count, measured in
+  this run (sizes grow until one product takes over a second). "% peak" = achieved GFLOP/s / that peak of the
+  configuration's precision (fp32 peak for ONNX Runtime).
+- Peak RSS: every configuration runs in its own subprocess; its `ru_maxrss` (model, activations, runtime).
+
+Results print as a markdown table (for the README) and are saved as JSON (--output).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+PRESETS = ("tqdm-tiny-rn", "tqdm-tiny-vit", "tqdm-clip-rn50", "tqdm-clip-vit-b16", "tqdm-eva02-l14")
+SMALL_PRESETS = ("tqdm-tiny-rn", "tqdm-tiny-vit")
+FPS_PRESETS = ("tqdm-tiny-rn", "tqdm-tiny-vit", "tqdm-clip-rn50")
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+RUNTIMES = ("torch", "compile", "onnxruntime")
+WINDOW, STRIDE = 512, 341  # the paper's sliding window (METHOD.md section 8)
+
+
+@dataclass
+class BenchConfig:
+    """One measured configuration, run in its own subprocess."""
+
+    preset: str
+    height: int
+    width: int
+    precision: str  # "fp32" or "bf16"
+    runtime: str  # "torch" (eager), "compile" (torch.compile) or "onnxruntime"
+    table: str  # "latency" (512 sizes) or "fps" (--fps-size)
+    threads: int
+    repeats: int
+    warmup: int
+    budget_s: float  # stop timing after this many seconds (at least one timed call)
+
+    @property
+    def mode(self) -> str:
+        return "whole" if self.height <= WINDOW and self.width <= WINDOW else "slide"
+
+
+def _cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of aten._scaled_dot_product_flash_attention_for_cpu: QK^T and PV, 2 per multiply-accumulate."""
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def network_batches(model: torch.nn.Module, config: BenchConfig) -> list[tuple[int, int, int, int]]:
+    """Input shapes of the network calls the Predictor makes for one image of this configuration."""
+    if config.mode == "whole":
+        divisor = model.size_divisor
+        return [(1, 3, math.ceil(config.height / divisor) * divisor, math.ceil(config.width / divisor) * divisor)]
+    from tqdm_core.inference.sliding_window import window_starts
+
+    height, width = max(config.height, WINDOW), max(config.width, WINDOW)
+    windows = len(window_starts(height, WINDOW, STRIDE)) * len(window_starts(width, WINDOW, STRIDE))
+    return [(windows, 3, WINDOW, WINDOW)]  # one batch: the Predictor's max_batch_size (8) exceeds 3 windows
+
+
+def count_flops(model: torch.nn.Module, shapes: list[tuple[int, int, int, int]]) -> int:
+    """FLOPs of the eager network (segmenter + semantic inference) on zero images of the given shapes."""
+    from tqdm_core.inference.export import InferenceGraph
+
+    graph = InferenceGraph(model=model)
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops}
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
+    with torch.no_grad(), counter:
+        for shape in shapes:
+            graph(torch.zeros(shape))
+    return counter.get_total_flops()
+
+
+def run_config(config: BenchConfig) -> dict:
+    """Build the model and Predictor, count FLOPs, time the Predictor; runs inside the worker subprocess."""
+    from tqdm_core import Predictor, create_model
+
+    torch.set_num_threads(config.threads)
+    model = create_model(config.preset, pretrained=None, seed=0).eval()
+    flops = count_flops(model, network_batches(model, config))
+    predictor = Predictor(model, precision=config.precision, mode=config.mode, window=WINDOW, stride=STRIDE,
+                          compile=config.runtime == "compile",
+                          runtime="onnxruntime" if config.runtime == "onnxruntime" else "torch")
+    image = np.random.default_rng(0).integers(0, 256, (config.height, config.width, 3), dtype=np.uint8)
+    warmup_s = []
+    for _ in range(config.warmup):
+        start = time.perf_counter()
+        predictor.predict(image)
+        warmup_s.append(time.perf_counter() - start)
+    latencies = []
+    deadline = time.perf_counter() + config.budget_s
+    while len(latencies) < config.repeats and (not latencies or time.perf_counter() < deadline):
+        start = time.perf_counter()
+        predictor.predict(image)
+        latencies.append(time.perf_counter() - start)
+    return {"flops": flops, "latencies_s": latencies, "warmup_s": warmup_s,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_in_subprocess(config: BenchConfig, timeout_s: float) -> dict:
+    """Run one configuration in a fresh interpreter (own peak RSS, no state shared between configurations)."""
+    command = [sys.executable, "-m", "training.bench", "--worker", json.dumps(dataclasses.asdict(config))]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                              cwd=Path(__file__).resolve().parents[1])
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:.0f} s (raise --timeout or lower --repeats/--budget)"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"worker failed (exit {done.returncode}): {tail[:300]}"}
+    return json.loads(lines[-1])
+
+
+def matmul_peak(dtype: torch.dtype, *, max_size: int, seconds_per_product: float = 1.0) -> dict:
+    """Best GFLOP/s of square `torch.matmul` over sizes 512, 1024, ... up to `max_size`.
+
+    Sizes grow until one product takes longer than `seconds_per_product` (bf16 without native support is two
+    orders of magnitude slower than fp32, so its sweep stops early). Each size: one warm-up, median of 3.
+    """
+    best = {"gflops": 0.0, "size": 0}
+    size = 512
+    while size <= max_size:
+        generator = torch.Generator().manual_seed(0)
+        a = torch.randn(size, size, generator=generator).to(dtype)
+        b = torch.randn(size, size, generator=generator).to(dtype)
+        torch.matmul(a, b)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            times.append(time.perf_counter() - start)
+        elapsed = statistics.median(times)
+        gflops = 2 * size ** 3 / elapsed / 1e9
+        if gflops > best["gflops"]:
+            best = {"gflops": gflops, "size": size}
+        if elapsed > seconds_per_product:
+            break
+        size *= 2
+    return best
+
+
+def summarise(config: BenchConfig, result: dict, peaks: dict[str, dict]) -> dict:
+    """Add median latency, fps, GFLOPs, GFLOP/s and % of the precision's matmul peak to a worker result."""
+    row = dataclasses.asdict(config) | {"mode": config.mode} | result
+    if "error" in result:
+        return row
+    median = statistics.median(result["latencies_s"])
+    gflops = result["flops"] / 1e9
+    peak = peaks[config.precision]["gflops"]
+    return row | {"median_s": median, "fps": 1.0 / median, "gflops": gflops, "achieved_gflops_per_s": gflops / median,
+                  "peak_fraction": gflops / median / peak}
+
+
+def markdown_table(rows: list[dict], table: str) -> str:
+    header = ("| preset | input | mode | precision | runtime | median latency (s) | fps | GFLOPs | GFLOP/s | % peak "
+              "| peak RSS (MB) | timed runs |\n|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [header]
+    for row in (r for r in rows if r["table"] == table):
+        size = f"{row['width']}x{row['height']}" if table == "fps" else f"{row['height']}x{row['width']}"
+        prefix = f"| {row['preset']} | {size} | {row['mode']} | {row['precision']} | {row['runtime']} |"
+        if "error" in row:
+            lines.append(f"{prefix} {row['error']} | | | | | | |")
+            continue
+        lines.append(f"{prefix} {row['median_s']:.3f} | {row['fps']:.2f} | {row['gflops']:.1f} | "
+                     f"{row['achieved_gflops_per_s']:.1f} | {100 * row['peak_fraction']:.0f}% | "
+                     f"{row['peak_rss_mb']:.0f} | {len(row['latencies_s'])} |")
+    return "\n".join(lines)
+
+
+def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
+    common = dict(threads=args.threads, repeats=args.repeats, warmup=args.warmup, budget_s=args.budget)
+    configs = []
+    for table, presets, sizes in (("latency", args.presets, args.sizes), ("fps", args.fps_presets, [args.fps_size])):
+        for preset in presets:
+            for height, width in sizes:
+                for precision in args.precisions:
+                    for runtime in args.runtimes:
+                        if runtime == "onnxruntime" and precision != "fp32":
+                            continue  # ONNX Runtime runs the exported fp32 graph only
+                        configs.append(BenchConfig(preset=preset, height=height, width=width, precision=precision,
+                                                   runtime=runtime, table=table, **common))
+    return configs
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"HxW" -> (H, W) for --sizes; "WxH" is used for --fps-size (camera convention, 480x360)."""
+    try:
+        first, second = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 512x1024, got '{text}'") from None
+    if first < 1 or second < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got '{text}'")
+    return first, second
+
+
+def comma_list(choices: tuple[str, ...] | None = None):
+    def parse(text: str) -> list[str]:
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in values if choices is not None and v not in choices]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {choices}, got '{text}'")
+        return values
+    return parse
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from tqdm_core import list_presets
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", type=comma_list(tuple(list_presets())), default=list(PRESETS),
+                        help="presets of the 512x512 / 512x1024 table (default: all)")
+    parser.add_argument("--sizes", type=lambda t: [parse_size(s) for s in t.split(",")],
+                        default=[(512, 512), (512, 1024)], help="HxW list; at most 512 per side runs whole, "
+                        "larger runs the 512/341 sliding window (default: 512x512,512x1024)")
+    parser.add_argument("--precisions", type=comma_list(tuple(PRECISION_DTYPES)), default=["fp32", "bf16"])
+    parser.add_argument("--runtimes", type=comma_list(RUNTIMES), default=["torch", "onnxruntime"],
+                        help="torch (eager), compile (torch.compile, long first call), onnxruntime (fp32)")
+    parser.add_argument("--fps-presets", type=comma_list(tuple(list_presets())), default=list(FPS_PRESETS),
+                        help="presets of the frame-rate table")
+    parser.add_argument("--fps-size", type=parse_size, default=(480, 360), help="WxH of the frame-rate table")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per configuration (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (export/compile happen here)")
+    parser.add_argument("--budget", type=float, default=300.0,
+                        help="seconds of timed calls per configuration before stopping early (>= 1 call)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch/ONNX Runtime threads")
+    parser.add_argument("--timeout", type=float, default=3 * 3600.0, help="seconds before a configuration is "
+                        "abandoned (bf16 on CPUs without native bf16 is very slow)")
+    parser.add_argument("--output", type=Path, default=Path("bench_results.json"), help="JSON results file")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny presets only, 2 repeats, fp32 peak sweep up to 1024: checks the tooling")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.fps_size = (args.fps_size[1], args.fps_size[0])  # WxH -> (H, W)
+    if args.quick:
+        args.presets = [p for p in args.presets if p in SMALL_PRESETS] or list(SMALL_PRESETS)
+        args.fps_presets = [p for p in args.fps_presets if p in SMALL_PRESETS] or list(SMALL_PRESETS)
+        args.repeats = min(args.repeats, 2)
+        args.budget = min(args.budget, 30.0)
+    if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
+        parser.error(f"need --repeats >= 1, --warmup >= 0 and --threads >= 1, got {args.repeats}, {args.warmup}, "
+                     f"{args.threads}")
+    if "compile" in args.runtimes:
+        args.warmup = max(args.warmup, 2)  # the first compiled call compiles; the second may still recompile
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(run_config(BenchConfig(**json.loads(args.worker)))), flush=True)
+        return
+    torch.set_num_threads(args.threads)
+    max_size = 1024 if args.quick else 4096
+    print(f"measuring matmul peaks with {args.threads} threads ...", flush=True)
+    peaks = {name: matmul_peak(dtype, max_size=max_size) for name, dtype in PRECISION_DTYPES.items()}
+    for name, peak in peaks.items():
+        print(f"  {name} matmul peak: {peak['gflops']:.1f} GFLOP/s (square {peak['size']})", flush=True)
+    configs = build_configs(args)
+    rows = []
+    for index, config in enumerate(configs, 1):
+        label = f"{config.preset} {config.height}x{config.width} {config.mode} {config.precision} {config.runtime}"
+        print(f"[{index}/{len(configs)}] {label} ...", flush=True)
+        row = summarise(config, run_in_subprocess(config, args.timeout), peaks)
+        rows.append(row)
+        if "error" in row:
+            print(f"    {row['error']}", flush=True)
+        else:
+            print(f"    median {row['median_s']:.3f} s, {row['gflops']:.1f} GFLOPs, {row['achieved_gflops_per_s']:.1f} "
+                  f"GFLOP/s = {100 * row['peak_fraction']:.0f}% of the {config.precision} peak, "
+                  f"peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
+    from tqdm_core.inference.predictor import cpu_has_native_bf16
+
+    machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
+               "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+               "native_bf16": cpu_has_native_bf16(), "load_average": os.getloadavg()}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps({"machine": machine, "matmul_peaks": peaks, "results": rows}, indent=2))
+    peak_line = ", ".join(f"{name} {p['gflops']:.1f} GFLOP/s" for name, p in peaks.items())
+    print(f"\nMatmul peaks ({args.threads} threads, torch.matmul): {peak_line}. CPU capability "
+          f"{machine['cpu_capability']}, native bf16: {machine['native_bf16']}, load average at the end "
+          f"{machine['load_average'][0]:.1f}.")
+    print("GFLOPs: 2 x multiply-accumulates of matmul, convolution and attention (FlopCounterMode); deformable "
+          "sampling (embedding_bag / grid_sample), norms and element-wise ops are not counted.\n")
+    print("### Latency (512x512 whole, 512x1024 sliding window 512/341, 3 windows batched)\n")
+    print(markdown_table(rows, "latency"))
+    print(f"\n### Frame rate ({args.fps_size[1]}x{args.fps_size[0]}, whole image)\n")
+    print(markdown_table(rows, "fps"))
+    print(f"\nJSON written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

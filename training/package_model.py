@@ -1,0 +1,48 @@
+"""Package a trained model for shipping: fp16 weights plus the metadata its model card quotes.
+
+    python -m training.package_model runs/camvid_small_rn/model_final.pt tqdm_core/weights/tqdm_small_rn_camvid.pt \
+        --metrics runs/camvid_small_rn/eval/camvid/metrics.json --inference-scale 0.5 \
+        --training-command "python -m training.train --config training/configs/camvid_small_rn.yaml" \
+        --license "CC BY-NC 4.0 (trained on CamVid)"
+
+The output loads with `tqdm_core.load_checkpoint` / `Predictor.from_checkpoint`; `inference_scale` becomes the
+Predictor's default input scale for this model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tqdm_core.checkpoint import load_checkpoint, save_checkpoint
+
+
+def package_model(source: Path, output: Path, *, metrics_path: Path | None, inference_scale: float,
+                  training_command: str, license_text: str) -> Path:
+    """Write `source`'s model to `output` in fp16 with shipping metadata; returns the output path."""
+    model = load_checkpoint(source)
+    metadata = dict(model.checkpoint_metadata)
+    metadata.update({"inference_scale": inference_scale, "training_command": training_command,
+                     "license": license_text, "source_checkpoint": source.name})
+    if metrics_path is not None:
+        metrics = json.loads(metrics_path.read_text())
+        metadata["validation"] = {key: metrics[key] for key in ("miou", "pixel_accuracy", "iou") if key in metrics}
+    return save_checkpoint(model, output, metadata=metadata, half=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="model_final.pt of a training run")
+    parser.add_argument("output", type=Path, help="packaged checkpoint to write")
+    parser.add_argument("--metrics", type=Path, help="metrics.json written by training.evaluate")
+    parser.add_argument("--inference-scale", type=float, default=1.0, help="input scale the model expects")
+    parser.add_argument("--training-command", default="", help="command that trained the model")
+    parser.add_argument("--license", default="", help="license of the weights (follows the training data)")
+    args = parser.parse_args(argv)
+    path = package_model(args.source, args.output, metrics_path=args.metrics, inference_scale=args.inference_scale,
+                         training_command=args.training_command, license_text=args.license)
+    print(f"packaged {args.source} -> {path} ({path.stat().st_size / 1e6:.1f} MB, fp16)")
+
+
+if __name__ == "__main__":
+    main()
