@@ -87,7 +87,7 @@ def node_command(config: DemoConfig, checkpoint: pathlib.Path | None) -> list[st
     if checkpoint is not None:
         model = [f'checkpoint:={checkpoint}', "model:=''"]
     else:
-        model = [f'model:={UNTRAINED_PRESET}', 'pretrained:=none']
+        model = ["checkpoint:=''", f'model:={UNTRAINED_PRESET}', 'pretrained:=none']
     parameters = model + [f'input_topics:=[{CAMERA_TOPIC}]', f'input_scale:={config.input_scale}']
     return [sys.executable, '-m', 'tqdm_ros.segmentation_node', '--ros-args',
             '--params-file', str(NODE_PARAMS)] + [
