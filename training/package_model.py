@@ -26,7 +26,11 @@ def package_model(source: Path, output: Path, *, metrics_path: Path | None, infe
                      "license": license_text, "source_checkpoint": source.name})
     if metrics_path is not None:
         metrics = json.loads(metrics_path.read_text())
-        metadata["validation"] = {key: metrics[key] for key in ("miou", "pixel_accuracy", "iou") if key in metrics}
+        metadata["validation"] = {
+            "miou": metrics["miou"], "pixel_accuracy": metrics["pixel_accuracy"],
+            "iou": {name: entry["iou"] for name, entry in metrics.get("per_class", {}).items()},
+            "expected_calibration_error": metrics.get("calibration", {}).get("ece"),
+        }
     return save_checkpoint(model, output, metadata=metadata, half=True)
 
 
