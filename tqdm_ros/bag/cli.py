@@ -228,6 +228,17 @@ def _ros_context():
         rclpy.shutdown(context=context)
 
 
+def _run_stoppable(make_job, method: str):
+    """Run a player or recorder in its own ROS context until done; Ctrl-C stops it, it always closes."""
+    with _ros_context() as context:
+        job = make_job(context)
+        try:
+            _stop_on_signals(job.stop)
+            return getattr(job, method)(progress=True)
+        finally:
+            job.close()
+
+
 def _stop_on_signals(stop) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop())
@@ -239,13 +250,8 @@ def _run_replay(args: argparse.Namespace) -> None:
                           topics=tuple(args.topics), remap=parse_remap(list(args.remap)),
                           clock_hz=args.clock_hz,
                           wait_for_subscribers_s=args.wait_for_subscribers)
-    with _ros_context() as context:
-        player = BagPlayer(args.bag, config=config, context=context)
-        try:
-            _stop_on_signals(player.stop)
-            summary = player.play(progress=True)
-        finally:
-            player.close()
+    summary = _run_stoppable(
+        lambda context: BagPlayer(args.bag, config=config, context=context), 'play')
     status = 'stopped' if summary.stopped else 'finished'
     print(f'replay {status}: {sum(summary.messages.values())} messages in '
           f'{summary.wall_s:.2f} s wall time ({summary.loops} full passes, rate {args.rate:g})')
@@ -266,13 +272,8 @@ def _run_record(args: argparse.Namespace) -> None:
                           idle_timeout_s=args.idle_timeout,
                           discovery_timeout_s=args.discovery_timeout,
                           use_sim_time=args.use_sim_time)
-    with _ros_context() as context:
-        recorder = Recorder(args.output, config=config, context=context)
-        try:
-            _stop_on_signals(recorder.stop)
-            summary = recorder.run(progress=True)
-        finally:
-            recorder.close()
+    summary = _run_stoppable(
+        lambda context: Recorder(args.output, config=config, context=context), 'run')
     print(f'recorded {sum(summary.messages.values())} messages in {summary.duration_s:.2f} s '
           f'(stopped by {summary.stop_reason})')
     print(format_summary(summarize_bag(summary.path)))
