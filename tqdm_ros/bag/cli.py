@@ -229,7 +229,7 @@ def _ros_context():
 
 
 def _run_stoppable(make_job, method: str):
-    """Run a player or recorder in its own ROS context until done; Ctrl-C stops it, it always closes."""
+    """Run a player or recorder in its own ROS context; Ctrl-C stops it; it is always closed."""
     with _ros_context() as context:
         job = make_job(context)
         try:
