@@ -2,18 +2,19 @@
 
 Two forms: ``vision_msgs/LabelInfo`` on ``label_info`` where vision_msgs is importable (the
 contract Nav2's semantic segmentation layer reads), and everywhere a ``std_msgs/String`` holding
-JSON on ``class_table``, readable by pip-only users. Both are reliable + transient_local with
+JSON on ``class_table`` (:mod:`tqdm_ros.class_table_json`), readable by pip-only users. Both are reliable + transient_local with
 depth 1, so a subscriber that joins at any time receives the current table.
 """
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
+
+from tqdm_ros.class_table_json import class_table_to_json
 
 if TYPE_CHECKING:
     from tqdm_core import ClassTable
@@ -25,23 +26,6 @@ except ImportError:
 
 LATCHED_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def class_table_json(class_table: ClassTable, *, confidence_threshold: float) -> str:
-    """Build the JSON document published on ``class_table``.
-
-    Keys: ``name`` (table name), ``classes`` (list of ``{"id", "name", "color": [r, g, b]}``),
-    ``unlabeled_id`` (255), ``confidence_threshold`` (pixels below it are unlabeled).
-    """
-    from tqdm_core import IGNORE_INDEX
-
-    return json.dumps({
-        'name': class_table.name,
-        'classes': [{'id': i, 'name': n, 'color': list(c)}
-                    for i, (n, c) in enumerate(zip(class_table.names, class_table.colors))],
-        'unlabeled_id': IGNORE_INDEX,
-        'confidence_threshold': confidence_threshold,
-    })
 
 
 class ClassTablePublisher:
@@ -60,7 +44,7 @@ class ClassTablePublisher:
         self._json_publisher = node.create_publisher(
             String, f'{namespace}/class_table', LATCHED_QOS)
         self._json_publisher.publish(String(
-            data=class_table_json(class_table, confidence_threshold=confidence_threshold)))
+            data=class_table_to_json(class_table, confidence_threshold=confidence_threshold)))
         self._label_info_publisher = None
         if LabelInfo is not None:
             self._label_info_publisher = node.create_publisher(

@@ -152,6 +152,18 @@ class NodeParameters:
     autostart: bool
 
 
+def parameter_help(program: str) -> str:
+    """The ``--help`` text of the console script: usage and every parameter with its default."""
+    lines = [f'usage: {program} [--ros-args (-p NAME:=VALUE | --params-file FILE) ...]', '',
+             'Semantic segmentation of camera images with tqdm (ROS 2 lifecycle node). Parameters:', '']
+    for spec in PARAMETER_SPECS:
+        constraints = f' ({spec.constraints()})' if spec.constraints() else ''
+        lines.append(f'  {spec.name} = {spec.default!r}')
+        lines.append(f'      {spec.description}{constraints}')
+    lines += ['', 'Defaults: config/segment.yaml; outputs, topics and diagnostics: README.md.']
+    return '\n'.join(lines)
+
+
 class ParameterError(ValueError):
     """An invalid parameter value; the message names the parameter, the rule and the value."""
 

@@ -61,8 +61,8 @@ from tqdm_ros.frame_buffer import LatestFrameSlots
 from tqdm_ros.image_conversion import (
     check_image_layout, image_to_rgb8, ImageConversionError, numpy_to_image)
 from tqdm_ros.parameters import (
-    declare_parameters, NodeParameters, ParameterError, read_parameters, SPECS_BY_NAME,
-    validate_value)
+    declare_parameters, NodeParameters, parameter_help, ParameterError, read_parameters,
+    SPECS_BY_NAME, validate_value)
 
 if TYPE_CHECKING:
     from tqdm_core import ClassTable
@@ -532,6 +532,11 @@ def main(args: Optional[list[str]] = None, *,
     Exit codes: 0 after a normal shutdown, 1 when autostart fails to configure or activate
     (missing checkpoint, unknown class, ...), 2 for an invalid parameter.
     """
+    arguments = sys.argv[1:] if args is None else list(args)
+    own_arguments = arguments[:arguments.index('--ros-args')] if '--ros-args' in arguments else arguments
+    if {'-h', '--help'} & set(own_arguments):  # rclpy would ignore the flag and start the node
+        print(parameter_help(NODE_NAME))
+        sys.exit(0)
     # rclpy's signal handling raises KeyboardInterrupt wherever the main thread happens to be,
     # cleanup included; a flag set by our own handlers gives an orderly shutdown instead.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)

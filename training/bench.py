@@ -43,7 +43,8 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 PRESETS = ("tqdm-tiny-rn", "tqdm-tiny-vit", "tqdm-clip-rn50", "tqdm-clip-vit-b16", "tqdm-eva02-l14")
 SMALL_PRESETS = ("tqdm-tiny-rn", "tqdm-tiny-vit")
-FPS_PRESETS = ("tqdm-tiny-rn", "tqdm-tiny-vit", "tqdm-clip-rn50")
+DEFAULT_MODEL = "default-model"  # the checkpoint shipped in the package, at its recommended input scale
+FPS_PRESETS = (DEFAULT_MODEL, "tqdm-small-rn", "tqdm-tiny-rn", "tqdm-tiny-vit", "tqdm-clip-rn50")
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 RUNTIMES = ("torch", "compile", "onnxruntime")
 WINDOW, STRIDE = 512, 341  # the paper's sliding window (METHOD.md section 8)
@@ -63,6 +64,7 @@ class BenchConfig:
     repeats: int
     warmup: int
     budget_s: float  # stop timing after this many seconds (at least one timed call)
+    scale: float = 1.0  # the Predictor's input scale (the default model recommends 0.5)
 
     @property
     def mode(self) -> str:
@@ -78,7 +80,8 @@ def network_batches(model: torch.nn.Module, config: BenchConfig) -> list[tuple[i
     """Input shapes of the network calls the Predictor makes for one image of this configuration."""
     if config.mode == "whole":
         divisor = model.size_divisor
-        return [(1, 3, math.ceil(config.height / divisor) * divisor, math.ceil(config.width / divisor) * divisor)]
+        height, width = (max(1, round(side * config.scale)) for side in (config.height, config.width))
+        return [(1, 3, math.ceil(height / divisor) * divisor, math.ceil(width / divisor) * divisor)]
     from tqdm_core.inference.sliding_window import window_starts
 
     height, width = max(config.height, WINDOW), max(config.width, WINDOW)
@@ -101,12 +104,16 @@ def count_flops(model: torch.nn.Module, shapes: list[tuple[int, int, int, int]])
 
 def run_config(config: BenchConfig) -> dict:
     """Build the model and Predictor, count FLOPs, time the Predictor; runs inside the worker subprocess."""
-    from tqdm_core import Predictor, create_model
+    from tqdm_core import Predictor, create_model, load_checkpoint
 
     torch.set_num_threads(config.threads)
-    model = create_model(config.preset, pretrained=None, seed=0).eval()
+    if config.preset == DEFAULT_MODEL:
+        model = load_checkpoint(None)
+    else:
+        model = create_model(config.preset, pretrained=None, seed=0).eval()
     flops = count_flops(model, network_batches(model, config))
     predictor = Predictor(model, precision=config.precision, mode=config.mode, window=WINDOW, stride=STRIDE,
+                          scale=config.scale,
                           compile=config.runtime == "compile",
                           runtime="onnxruntime" if config.runtime == "onnxruntime" else "torch")
     image = np.random.default_rng(0).integers(0, 256, (config.height, config.width, 3), dtype=np.uint8)
@@ -207,8 +214,19 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
                         if runtime == "onnxruntime" and precision != "fp32":
                             continue  # ONNX Runtime runs the exported fp32 graph only
                         configs.append(BenchConfig(preset=preset, height=height, width=width, precision=precision,
-                                                   runtime=runtime, table=table, **common))
+                                                   runtime=runtime, table=table, scale=preset_scale(preset),
+                                                   **common))
     return configs
+
+
+def preset_scale(preset: str) -> float:
+    """Input scale the Predictor uses for this preset: the default model's recommended one, else 1."""
+    if preset != DEFAULT_MODEL:
+        return 1.0
+    from tqdm_core.checkpoint import read_checkpoint
+    from tqdm_core.default_model import default_checkpoint
+
+    return float(read_checkpoint(default_checkpoint()).get("metadata", {}).get("inference_scale", 1.0))
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -245,8 +263,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precisions", type=comma_list(tuple(PRECISION_DTYPES)), default=["fp32", "bf16"])
     parser.add_argument("--runtimes", type=comma_list(RUNTIMES), default=["torch", "onnxruntime"],
                         help="torch (eager), compile (torch.compile, long first call), onnxruntime (fp32)")
-    parser.add_argument("--fps-presets", type=comma_list(tuple(list_presets())), default=list(FPS_PRESETS),
-                        help="presets of the frame-rate table")
+    parser.add_argument("--fps-presets", type=comma_list((DEFAULT_MODEL, *list_presets())),
+                        default=list(FPS_PRESETS), help=f"presets of the frame-rate table ('{DEFAULT_MODEL}': the "
+                        "shipped checkpoint at its recommended input scale)")
+    parser.add_argument("--no-fps", action="store_true", help="skip the frame-rate table")
     parser.add_argument("--fps-size", type=parse_size, default=(480, 360), help="WxH of the frame-rate table")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per configuration (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (export/compile happen here)")
@@ -261,6 +281,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.fps_size = (args.fps_size[1], args.fps_size[0])  # WxH -> (H, W)
+    if args.no_fps:
+        args.fps_presets = []
     if args.quick:
         args.presets = [p for p in args.presets if p in SMALL_PRESETS] or list(SMALL_PRESETS)
         args.fps_presets = [p for p in args.fps_presets if p in SMALL_PRESETS] or list(SMALL_PRESETS)
@@ -313,7 +335,8 @@ def main(argv: list[str] | None = None) -> None:
           "sampling (embedding_bag / grid_sample), norms and element-wise ops are not counted.\n")
     print("### Latency (512x512 whole, 512x1024 sliding window 512/341, 3 windows batched)\n")
     print(markdown_table(rows, "latency"))
-    print(f"\n### Frame rate ({args.fps_size[1]}x{args.fps_size[0]}, whole image)\n")
+    print(f"\n### Frame rate ({args.fps_size[1]}x{args.fps_size[0]}, whole image; {DEFAULT_MODEL} at its recommended "
+          f"input scale {preset_scale(DEFAULT_MODEL)})\n")
     print(markdown_table(rows, "fps"))
     print(f"\nJSON written to {args.output}")
 

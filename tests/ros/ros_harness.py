@@ -96,6 +96,7 @@ class NodeProcess:
             command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         self._lines: list = []
+        self._interrupted = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -118,8 +119,13 @@ class NodeProcess:
         return code
 
     def interrupt(self) -> None:
-        """Send SIGINT (the node shuts down cleanly) without waiting."""
-        if self._process.poll() is None:
+        """Send SIGINT (the node shuts down cleanly) once, without waiting.
+
+        Once only: a second SIGINT reaching a process that is already finalising the
+        interpreter (Python has restored the default handler) would kill it with -2.
+        """
+        if self._process.poll() is None and not self._interrupted:
+            self._interrupted = True
             self._process.send_signal(signal.SIGINT)
 
     def stop(self, timeout: float = 60.0) -> int:

@@ -402,5 +402,10 @@ def test_bad_parameter_and_missing_checkpoint_exit_with_a_clear_message(ros_doma
 
 def test_nodes_exit_cleanly_on_sigint(setup):
     """Runs last in this module: stops the shared node processes."""
+    # A SIGINT during start-up (imports, before the handlers exist) ends a process the default
+    # way; this test is about the orderly shutdown of a node that is up.
+    wait_for_state(setup, '/main', ('warming up', 'running'))
+    wait_for_state(setup, '/burst', ('warming up', 'running'))
+    wait_for_state(setup, '/lifecycle', ('unconfigured', 'inactive', 'warming up', 'running'))
     for name, code in stop_all(setup.processes).items():
         assert code == 0, f'{name} node exited with {code}:\n{setup.processes[name].output}'

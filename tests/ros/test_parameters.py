@@ -125,3 +125,22 @@ def test_invalid_runtime_changes_are_refused(ros_domain):
         accepted = node.set_parameters([Parameter('overlay_alpha', value=0.25)])[0]
         assert accepted.successful
         assert node.get_parameter('overlay_alpha').value == 0.25
+
+
+@pytest.mark.parametrize('argv', [['--help'], ['-h'], ['-h', '--ros-args', '-p', 'device:=cpu']])
+def test_help_prints_every_parameter_and_exits_without_starting(argv, capsys):
+    from tqdm_ros import segmentation_node
+
+    with pytest.raises(SystemExit) as exited:
+        segmentation_node.main(argv, predictor_factory=_must_not_load)
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith('usage: segmentation_node')
+    for spec in PARAMETER_SPECS:
+        assert f'  {spec.name} = {spec.default!r}\n      {spec.description}' in text
+    assert "precision = 'fp32'\n      inference precision (one of 'fp32', 'bf16', 'fp16')" in text
+    assert not rclpy.ok()  # rclpy was never initialised
+
+
+def _must_not_load(parameters):
+    raise AssertionError('--help must not load a model')

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tqdm_core import CITYSCAPES_19, create_model, save_checkpoint
 
-from tqdm_ros.class_table_publisher import class_table_json
+from tqdm_ros.class_table_json import class_table_to_json
 from tqdm_ros.parameters import PARAMETER_SPECS, validate_parameters
 from tqdm_ros.segmentation_node import (
     camera_output_namespace, class_statistics, load_predictor, probability_class_ids,
@@ -57,7 +57,7 @@ def test_probability_classes_are_looked_up_by_name():
 
 
 def test_class_table_json():
-    table = json.loads(class_table_json(CITYSCAPES_19, confidence_threshold=0.4))
+    table = json.loads(class_table_to_json(CITYSCAPES_19, confidence_threshold=0.4))
     assert table['name'] == 'cityscapes19' and table['unlabeled_id'] == 255
     assert table['confidence_threshold'] == 0.4
     assert table['classes'][13] == {'id': 13, 'name': 'car', 'color': [0, 0, 142]}

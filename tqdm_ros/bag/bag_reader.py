@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 import functools
 import importlib
-import json
 import pathlib
 import re
 import shutil
@@ -23,8 +22,9 @@ from rosbags.interfaces import Connection, QosDurability
 from rosbags.rosbag2 import ReaderError
 from rosbags.typesys import get_types_from_msg, get_typestore, Stores, TypesysError
 from rosbags.typesys.store import Typestore
-from tqdm_core.classes import ClassTable, IGNORE_INDEX
+from tqdm_core.classes import ClassTable
 
+from tqdm_ros.class_table_json import class_table_from_json, ClassTableFormatError
 from tqdm_ros.image_conversion import image_to_numpy, image_to_rgb8, ImageConversionError
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -274,20 +274,6 @@ def image_to_array(msg: object) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, ::-1]) if channel_order == 'bgr' else image
 
 
-def class_table_from_json(text: str) -> ClassTable:
-    """Parse the JSON class table published on the latched class-table topic."""
-    try:
-        return ClassTable.from_dict(json.loads(text))
-    except (ValueError, KeyError, TypeError) as err:
-        raise BagError(f'class table message is not a JSON class table ({err}); expected '
-                       '{"name": ..., "names": [...], "colors": [[r, g, b], ...]}') from None
-
-
-def class_table_to_json(table: ClassTable) -> str:
-    """Serialize a class table for the latched ``std_msgs/String`` class-table topic."""
-    return json.dumps(table.to_dict() | {'ignore_index': IGNORE_INDEX})
-
-
 def read_class_table(reader: AnyReader, topic: str) -> ClassTable:
     """Return the class table stored on a ``std_msgs/String`` JSON topic (its last message)."""
     connections = connections_for(reader, [topic])
@@ -296,7 +282,10 @@ def read_class_table(reader: AnyReader, topic: str) -> ClassTable:
         text = reader.deserialize(raw, connection.msgtype).data
     if text is None:
         raise BagError(f"topic '{topic}' of bag '{reader.paths[0]}' holds no message")
-    return class_table_from_json(text)
+    try:
+        return class_table_from_json(text)
+    except ClassTableFormatError as err:
+        raise BagError(f"topic '{topic}' of bag '{reader.paths[0]}': {err}") from None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-import json
 import pathlib
 import struct
 import threading
@@ -33,6 +32,7 @@ from tqdm_ros.bag.bag_reader import BagError, connections_for, iter_labeled_fram
 from tqdm_ros.bag.bag_reader import LabeledFrame, open_bag, read_class_table, stamp_to_ns
 from tqdm_ros.bag.make_bag import MakeBagConfig
 from tqdm_ros.bag.report import EvaluationReport, ModelInfo, UNTRAINED_WARNING
+from tqdm_ros.class_table_json import class_table_from_json, ClassTableFormatError
 
 _BAG_DEFAULTS = MakeBagConfig()
 
@@ -292,21 +292,12 @@ class LiveConfig:
 
 
 def node_class_table(text: str) -> ClassTable:
-    """Parse the JSON the segmentation node latches on ``class_table``.
-
-    Format (``tqdm_ros.class_table_publisher``): ``{"name", "classes": [{"id", "name",
-    "color"}], "unlabeled_id", "confidence_threshold"}``.
-    """
+    """Parse the JSON class table the segmentation node latches on ``class_table``."""
     try:
-        data = json.loads(text)
-        classes = sorted(data['classes'], key=lambda c: c['id'])
-        if [c['id'] for c in classes] != list(range(len(classes))):
-            raise ValueError('class ids are not 0..K-1')
-        return ClassTable(name=str(data['name']), names=tuple(c['name'] for c in classes),
-                          colors=tuple(tuple(c['color']) for c in classes))
-    except (ValueError, KeyError, TypeError) as err:
-        raise BagError(f"the node's class table is not the JSON of tqdm_ros.class_table_publisher "
-                       f'({err}); is a tqdm segmentation node publishing it?') from None
+        return class_table_from_json(text)
+    except ClassTableFormatError as err:
+        raise BagError(f"the node's class table: {err}; is a tqdm segmentation node publishing "
+                       'it?') from None
 
 
 def cdr_header_stamp_ns(raw: bytes) -> int:

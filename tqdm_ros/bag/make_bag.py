@@ -23,8 +23,9 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 from tqdm_core.classes import CAMVID_11, CITYSCAPES_19, ClassTable, get_class_table, IGNORE_INDEX
 
-from tqdm_ros.bag.bag_reader import class_table_from_json, class_table_to_json, IMAGE_TYPE
-from tqdm_ros.bag.bag_reader import staged_bag_path, STRING_TYPE, typestore_for
+from tqdm_ros.bag.bag_reader import IMAGE_TYPE, staged_bag_path, STRING_TYPE, typestore_for
+from tqdm_ros.class_table_json import class_table_from_json, class_table_to_json
+from tqdm_ros.class_table_json import ClassTableFormatError
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff')
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
@@ -386,5 +387,8 @@ def class_table_by_name_or_file(spec: str) -> ClassTable:
     if path.suffix == '.json':
         if not path.is_file():
             raise FileNotFoundError(f"class table file '{path}' does not exist")
-        return class_table_from_json(path.read_text())
+        try:
+            return class_table_from_json(path.read_text())
+        except ClassTableFormatError as err:
+            raise ClassTableFormatError(f"class table file '{path}': {err}") from None
     return get_class_table(spec)

@@ -8,7 +8,8 @@ from rosbags.rosbag2 import Writer
 import torch
 
 from tests.ros.bag.conftest import START_NS
-from tqdm_ros.bag.bag_reader import class_table_to_json, IMAGE_TYPE, STRING_TYPE, typestore_for
+from tqdm_ros.bag.bag_reader import IMAGE_TYPE, STRING_TYPE, typestore_for
+from tqdm_ros.class_table_json import class_table_to_json
 from tqdm_ros.bag.make_bag import BAG_VERSION, find_frames, image_message, make_bag
 from tqdm_ros.bag.make_bag import MakeBagConfig
 

@@ -70,7 +70,8 @@ def test_mcap_bag_is_read_by_the_independent_mcap_decoder(camvid_root, tmp_path)
             decoded.setdefault(channel.topic, []).append((schema.name, msg))
     assert {name for name, _ in decoded[config.image_topic]} == {'sensor_msgs/msg/Image'}
     table = json.loads(decoded[config.class_table_topic][0][1].data)
-    assert tuple(table['names']) == CAMVID_11.names and table['ignore_index'] == 255
+    assert [c['name'] for c in table['classes']] == list(CAMVID_11.names)
+    assert [c['id'] for c in table['classes']] == list(range(11)) and table['unlabeled_id'] == 255
     for (_, image), (_, label), pair in zip(decoded[config.image_topic],
                                             decoded[config.label_topic], frames.frames):
         assert (image.encoding, image.width, image.height, image.step) == ('rgb8', 96, 72, 288)
