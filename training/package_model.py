@@ -17,11 +17,13 @@ from pathlib import Path
 from tqdm_core.checkpoint import load_checkpoint, save_checkpoint
 
 
-def package_model(source: Path, output: Path, *, metrics_path: Path | None, inference_scale: float,
+def package_model(source: Path, output: Path, *, metrics_path: Path | None, inference_scale: float | None,
                   training_command: str, license_text: str) -> Path:
     """Write `source`'s model to `output` in fp16 with shipping metadata; returns the output path."""
     model = load_checkpoint(source)
     metadata = dict(model.checkpoint_metadata)
+    if inference_scale is None:  # the trainer records its validation scale in model_final.pt
+        inference_scale = float(metadata.get("inference_scale", 1.0))
     metadata.update({"inference_scale": inference_scale, "training_command": training_command,
                      "license": license_text, "source_checkpoint": source.name})
     if metrics_path is not None:
@@ -39,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("source", type=Path, help="model_final.pt of a training run")
     parser.add_argument("output", type=Path, help="packaged checkpoint to write")
     parser.add_argument("--metrics", type=Path, help="metrics.json written by training.evaluate")
-    parser.add_argument("--inference-scale", type=float, default=1.0, help="input scale the model expects")
+    parser.add_argument("--inference-scale", type=float, default=None,
+                        help="input scale the model expects (default: the one the training run recorded, else 1)")
     parser.add_argument("--training-command", default="", help="command that trained the model")
     parser.add_argument("--license", default="", help="license of the weights (follows the training data)")
     args = parser.parse_args(argv)

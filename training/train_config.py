@@ -91,6 +91,9 @@ class ValidationConfig:
     window: int = 512
     stride: int = 341
     max_images: int | None = None  # evenly spaced subset of this many images (large source val sets); None = all
+    # Predictor input scale. A model trained on downscaled crops is validated at its training scale, and
+    # model_final.pt records it as "inference_scale", the Predictor's default for that checkpoint.
+    scale: float = 1.0
 
 
 @dataclass
@@ -143,6 +146,8 @@ class TrainConfig:
             problems.append(f"schedule.warmup_iterations must be >= 0, got {self.schedule.warmup_iterations}")
         if self.validation.mode not in ("whole", "slide"):
             problems.append(f"validation.mode must be 'whole' or 'slide', got '{self.validation.mode}'")
+        if not 0.05 <= self.validation.scale <= 8.0:
+            problems.append(f"validation.scale must be in [0.05, 8], got {self.validation.scale}")
         if self.validation.interval < 1:
             problems.append(f"validation.interval must be >= 1, got {self.validation.interval}")
         if self.keep_checkpoints < 0:

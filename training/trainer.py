@@ -470,7 +470,7 @@ class Trainer:
         evaluator = SemSegEvaluator.for_class_table(dataset.class_table, model_table=self.model.class_table)
         precision = self.config.precision
         predictor = Predictor(self.model, device=str(self.device), precision=precision, mode=spec.mode,
-                              window=spec.window, stride=spec.stride)
+                              window=spec.window, stride=spec.stride, scale=spec.scale)
         shard = indices[self.context.rank::self.context.world_size]
         for index in tqdm(shard, desc=f"validate @{iteration}", unit="img", leave=False, disable=not self.progress):
             sample = dataset.load_sample(int(index))
@@ -531,7 +531,7 @@ class Trainer:
         if not self.context.is_main:
             return None
         metadata = {"train_config": self.config.to_dict(), "iterations": self.config.schedule.iterations,
-                    "validation": self.last_validation}
+                    "validation": self.last_validation, "inference_scale": self.config.validation.scale}
         return save_checkpoint(self.model, self.output_dir / FINAL_MODEL, metadata=metadata)
 
     def close(self) -> None:

@@ -19,10 +19,12 @@ def test_tiny_preset_overfits_two_camvid_frames(camvid_two_frames, tmp_path):
     config = small_config(camvid_two_frames, tmp_path / "run", "schedule.iterations=100",
                           "schedule.warmup_iterations=10", "optimizer.lr=3e-3", "optimizer.backbone_lr_mult=1.0",
                           "optimizer.weight_decay=0.0", "loss.vision_regularization=false",
-                          "loss.language_regularization=false", "checkpoint_interval=100")
+                          "loss.language_regularization=false", "checkpoint_interval=100",
+                          "validation.scale=0.75")
     summary = Trainer(config, progress=False).train()
 
-    predictor = Predictor.from_checkpoint(summary["model_path"], mode="whole")
+    assert Predictor.from_checkpoint(summary["model_path"]).scale == 0.75  # recorded as its inference_scale
+    predictor = Predictor.from_checkpoint(summary["model_path"], mode="whole", scale=1.0)
     dataset = build_dataset("camvid", camvid_two_frames, "train")
     correct = labelled = 0
     for index in range(len(dataset)):

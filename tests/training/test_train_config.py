@@ -46,6 +46,7 @@ def test_command_line_overrides_and_yaml_number_quirk():
     ("batch_size=eight", "'batch_size' must be int"),
     ("augmentation.crop_size=[512]", "must have 2 entries"),
     ("precision=fp8", "precision must be one of"),
+    ("validation.scale=0", r"validation.scale must be in \[0.05, 8\]"),
     ("iterations", "key.path=value"),
 ])
 def test_bad_overrides_are_rejected_with_a_clear_error(override, message):

@@ -1,0 +1,32 @@
+"""Packaging a trained model for shipping: fp16 weights, the recorded input scale, the model card metadata."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from tqdm_core import create_model, load_checkpoint, save_checkpoint
+from training.package_model import package_model
+
+
+def test_package_keeps_the_recorded_scale_halves_the_weights_and_adds_metrics(tmp_path):
+    model = create_model("tqdm-tiny-rn", pretrained=None, seed=0)
+    source = save_checkpoint(model, tmp_path / "model_final.pt", metadata={"inference_scale": 0.5})
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"miou": 0.6, "pixel_accuracy": 0.9, "per_class": {"sky": {"iou": 0.9}},
+                                   "calibration": {"ece": 0.015}}))
+
+    packaged = package_model(source, tmp_path / "shipped.pt", metrics_path=metrics, inference_scale=None,
+                             training_command="python -m training.train", license_text="CC BY-NC 4.0")
+    loaded = load_checkpoint(packaged)
+    assert loaded.checkpoint_metadata["inference_scale"] == 0.5
+    assert loaded.checkpoint_metadata["validation"] == {"miou": 0.6, "pixel_accuracy": 0.9, "iou": {"sky": 0.9},
+                                                       "expected_calibration_error": 0.015}
+    assert packaged.stat().st_size < 0.6 * source.stat().st_size  # fp16 storage
+    for name, value in model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(loaded.state_dict()[name], value.half().float(), rtol=0, atol=0)
+
+    overridden = package_model(source, tmp_path / "other.pt", metrics_path=None, inference_scale=0.75,
+                               training_command="", license_text="")
+    assert load_checkpoint(overridden).checkpoint_metadata["inference_scale"] == 0.75
