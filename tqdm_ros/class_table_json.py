@@ -17,8 +17,8 @@ from typing import Optional
 
 from tqdm_core import ClassTable, IGNORE_INDEX
 
-EXAMPLE = ('{"name": "my_classes", "classes": [{"id": 0, "name": "road", "color": [128, 64, 128]}, '
-           '...], "unlabeled_id": 255}')
+EXAMPLE = ('{"name": "my_classes", "classes": [{"id": 0, "name": "road", '
+           '"color": [128, 64, 128]}, ...], "unlabeled_id": 255}')
 
 
 class ClassTableFormatError(ValueError):
@@ -60,7 +60,8 @@ def class_table_from_json(text: str) -> ClassTable:
         colors = tuple(tuple(c['color']) for c in classes)
         for color in colors:
             if len(color) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in color):
-                raise ValueError(f'a colour must be [r, g, b] integers in 0..255, got {list(color)}')
+                raise ValueError(
+                    f'a colour must be [r, g, b] integers in 0..255, got {list(color)}')
         return ClassTable(name=str(document['name']), names=tuple(str(c['name']) for c in classes),
                           colors=colors)
     except (ValueError, KeyError, TypeError, AttributeError) as err:

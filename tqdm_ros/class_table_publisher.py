@@ -2,8 +2,9 @@
 
 Two forms: ``vision_msgs/LabelInfo`` on ``label_info`` where vision_msgs is importable (the
 contract Nav2's semantic segmentation layer reads), and everywhere a ``std_msgs/String`` holding
-JSON on ``class_table`` (:mod:`tqdm_ros.class_table_json`), readable by pip-only users. Both are reliable + transient_local with
-depth 1, so a subscriber that joins at any time receives the current table.
+JSON on ``class_table`` (:mod:`tqdm_ros.class_table_json`), readable by pip-only users. Both
+are reliable + transient_local with depth 1, so a subscriber that joins at any time receives
+the current table.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ NODE_OUTPUT_NAMESPACE = '/camera/segmentation'
 
 
 def default_checkpoint() -> pathlib.Path | None:
-    """Return the trained model the demo runs: the one shipped in tqdm_core, None if it is missing."""
+    """Return the trained model the demo runs: the one shipped in tqdm_core, None if missing."""
     from tqdm_core.default_model import DEFAULT_CHECKPOINT
 
     return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None

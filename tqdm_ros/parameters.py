@@ -155,7 +155,8 @@ class NodeParameters:
 def parameter_help(program: str) -> str:
     """The ``--help`` text of the console script: usage and every parameter with its default."""
     lines = [f'usage: {program} [--ros-args (-p NAME:=VALUE | --params-file FILE) ...]', '',
-             'Semantic segmentation of camera images with tqdm (ROS 2 lifecycle node). Parameters:', '']
+             'Semantic segmentation of camera images with tqdm (ROS 2 lifecycle node).',
+             'Parameters:', '']
     for spec in PARAMETER_SPECS:
         constraints = f' ({spec.constraints()})' if spec.constraints() else ''
         lines.append(f'  {spec.name} = {spec.default!r}')

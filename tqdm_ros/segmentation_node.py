@@ -533,8 +533,9 @@ def main(args: Optional[list[str]] = None, *,
     (missing checkpoint, unknown class, ...), 2 for an invalid parameter.
     """
     arguments = sys.argv[1:] if args is None else list(args)
-    own_arguments = arguments[:arguments.index('--ros-args')] if '--ros-args' in arguments else arguments
-    if {'-h', '--help'} & set(own_arguments):  # rclpy would ignore the flag and start the node
+    if '--ros-args' in arguments:
+        arguments = arguments[:arguments.index('--ros-args')]  # the script's own arguments
+    if {'-h', '--help'} & set(arguments):  # rclpy would ignore the flag and start the node
         print(parameter_help(NODE_NAME))
         sys.exit(0)
     # rclpy's signal handling raises KeyboardInterrupt wherever the main thread happens to be,

@@ -190,8 +190,6 @@ def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
     data[keys[-1]] = value
 
 
-
-
 def _build(cls: type, data: Any, where: str) -> Any:
     """Rebuild dataclass ``cls`` from a dict, checking field names and simple types."""
     if not isinstance(data, dict):

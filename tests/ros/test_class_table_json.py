@@ -1,4 +1,4 @@
-"""The one JSON class-table form: round trip, and every malformed table refused with the form shown."""
+"""The one JSON class-table form: round trip; malformed tables refused with the form shown."""
 import json
 
 import pytest

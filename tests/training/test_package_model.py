@@ -20,8 +20,8 @@ def test_package_keeps_the_recorded_scale_halves_the_weights_and_adds_metrics(tm
                              training_command="python -m training.train", license_text="CC BY-NC 4.0")
     loaded = load_checkpoint(packaged)
     assert loaded.checkpoint_metadata["inference_scale"] == 0.5
-    assert loaded.checkpoint_metadata["validation"] == {"miou": 0.6, "pixel_accuracy": 0.9, "iou": {"sky": 0.9},
-                                                       "expected_calibration_error": 0.015}
+    assert loaded.checkpoint_metadata["validation"] == {
+        "miou": 0.6, "pixel_accuracy": 0.9, "iou": {"sky": 0.9}, "expected_calibration_error": 0.015}
     assert packaged.stat().st_size < 0.6 * source.stat().st_size  # fp16 storage
     for name, value in model.state_dict().items():
         if value.is_floating_point():

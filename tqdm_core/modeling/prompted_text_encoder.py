@@ -49,7 +49,8 @@ class PromptedTextEncoder(nn.Module):
             raise ValueError(f"text tower has {text_tower.positional_embedding.shape[0]} positions, "
                              f"prompt needs {self.sequence_length}")
         # Only the first M + name_length rows are ever used (official code truncates the 77-row table).
-        self.positional_embedding = nn.Parameter(text_tower.positional_embedding.detach()[: self.sequence_length].clone())
+        positions = text_tower.positional_embedding.detach()[: self.sequence_length]
+        self.positional_embedding = nn.Parameter(positions.clone())
         self.context_tokens = nn.Parameter(torch.empty(num_context_tokens, width))
         nn.init.trunc_normal_(self.context_tokens, std=1.0, a=-2.0, b=2.0)
         causal = torch.full((self.sequence_length, self.sequence_length), float("-inf")).triu(1)

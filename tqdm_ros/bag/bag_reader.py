@@ -102,8 +102,9 @@ def staged_bag_path(output: pathlib.Path) -> Iterator[pathlib.Path]:
     if output.exists():
         raise FileExistsError(f"'{output}' exists; remove it or choose another output path")
     if output.suffix == '.bag':
-        raise ValueError(f"'{output}': a '.bag' name marks a ROS 1 bag file to rosbags readers; name "
-                         f"the rosbag2 directory without it, e.g. '{output.with_suffix('')}'")
+        raise ValueError(f"'{output}': a '.bag' name marks a ROS 1 bag file to rosbags readers; "
+                         f"name the rosbag2 directory without it, e.g. "
+                         f"'{output.with_suffix('')}'")
     output.parent.mkdir(parents=True, exist_ok=True)
     holder = output.parent / f'.{output.name}.partial'
     shutil.rmtree(holder, ignore_errors=True)

@@ -24,8 +24,8 @@ from tqdm import tqdm
 from tqdm_core.classes import CAMVID_11, CITYSCAPES_19, ClassTable, get_class_table, IGNORE_INDEX
 
 from tqdm_ros.bag.bag_reader import IMAGE_TYPE, staged_bag_path, STRING_TYPE, typestore_for
-from tqdm_ros.class_table_json import class_table_from_json, class_table_to_json
-from tqdm_ros.class_table_json import ClassTableFormatError
+from tqdm_ros.class_table_json import (
+    class_table_from_json, class_table_to_json, ClassTableFormatError)
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff')
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}

@@ -1,4 +1,4 @@
-"""A rosbag2 directory named '*.bag' is read as a ROS 1 bag by rosbags: refused up front with a clear message."""
+"""A rosbag2 directory named '*.bag' reads as a ROS 1 bag to rosbags: refused up front, clearly."""
 import pytest
 
 from tqdm_ros.bag.bag_reader import BagError, open_bag, staged_bag_path

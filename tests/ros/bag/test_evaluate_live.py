@@ -51,7 +51,7 @@ def test_live_at_rate_1_scores_as_offline(camvid_bag, tiny_checkpoint, node, ros
     recorded = {t.name: t.message_count for t in summarize_bag(tmp_path / 'outputs').topics}
     # The scoring above used every frame; the recorder is a second, independent subscriber whose
     # confidence subscription can match the node's publisher after the first frame (DDS discovery
-    # race seen once under load), so its bag must hold the labels of every frame and some confidence.
+    # race seen once under load), so its bag must hold every frame's labels and some confidence.
     assert recorded['/camera/segmentation/labels'] == NUM_FRAMES
     assert 1 <= recorded['/camera/segmentation/confidence'] <= NUM_FRAMES
 
