@@ -40,6 +40,7 @@ class AugmentationConfig:
     cat_max_ratio: float = 0.75  # largest share one class may take of a crop (10 redraws)
     flip_prob: float = 0.5  # horizontal flip probability
     photometric: bool = True  # mmseg PhotoMetricDistortion
+    lighting: bool = False  # tqdm_core.data.LightingAugmentation after it: gamma, white balance, blur, noise
     pad_after_normalize: bool = True  # official quirk: padding is the CLIP mean colour (mmseg pads after Normalize)
 
 
@@ -123,6 +124,9 @@ class TrainConfig:
     log_interval: int = 10  # iterations averaged into one line of log.jsonl
     seed: int = 2023  # official seed (dist_train.sh)
     output_dir: str = ""  # run folder; "" = runs/<config file name>
+    # Sequence-held-out validation: train without this recording, validate on it alone (datasets with a
+    # `sequences` option, e.g. CamVid "0001TP"). Sets train_dataset.options.exclude_sequences and validation.dataset.
+    hold_out_sequence: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML- and JSON-safe; tuples become lists)."""
@@ -179,6 +183,22 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         _set_path(data, key.split("."), yaml.safe_load(value))
     config = TrainConfig.from_dict(deep_update(TrainConfig().to_dict(), data))
     config.check()
+    return hold_out(config) if config.hold_out_sequence else config
+
+
+def hold_out(config: TrainConfig) -> TrainConfig:
+    """Train on every recording of the training dataset but ``config.hold_out_sequence``, validate on that one.
+
+    Idempotent, so a run's saved config.yaml loads to the same datasets. The validation set is the training
+    dataset's own split restricted to the held-out recording (its frames never reach the training stream).
+    """
+    sequence = config.hold_out_sequence
+    train = config.train_dataset
+    excluded = sorted(set(train.options.get("exclude_sequences") or ()) | {sequence})
+    config.train_dataset = dataclasses.replace(train, options={**train.options, "exclude_sequences": excluded})
+    validation_options = {key: value for key, value in train.options.items() if key != "exclude_sequences"}
+    config.validation.dataset = DatasetConfig(name=train.name, root=train.root, split=train.split,
+                                              options={**validation_options, "sequences": [sequence]})
     return config
 
 

@@ -35,7 +35,8 @@ from tqdm import tqdm
 import tqdm_core
 from tqdm_core import Predictor, TqdmConfig, save_checkpoint
 from tqdm_core.checkpoint import atomic_torch_save
-from tqdm_core.data import RareClassSamplingDataset, SegmentationDataset, TrainTransform, build_dataset
+from tqdm_core.data import (LightingAugmentation, RareClassSamplingDataset, SegmentationDataset, TrainTransform,
+                            build_dataset)
 from tqdm_core.evaluation import SemSegEvaluator
 from tqdm_core.losses import TqdmLoss
 from training.optimizer import PolySchedule, build_optimizer
@@ -100,6 +101,7 @@ def build_training_stream(config: TrainConfig, *, cache_path: Path) -> Dataset:
     aug = config.augmentation
     transform = TrainTransform(crop_size=aug.crop_size, scale_range=aug.scale_range, cat_max_ratio=aug.cat_max_ratio,
                                flip_prob=aug.flip_prob, photometric=aug.photometric,
+                               lighting=LightingAugmentation() if aug.lighting else None,
                                pad_after_normalize=aug.pad_after_normalize, ignore_index=config.loss.ignore_index)
     rcs = config.rare_class_sampling
     if not rcs.enabled:

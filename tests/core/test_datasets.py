@@ -326,3 +326,20 @@ def test_build_dataset_by_name(tmp_path):
     assert [path.name for path in dataset.label_paths()] == ["0016E5_00001.png", "0016E5_00002.png"]
     with pytest.raises(ValueError, match="registered datasets"):
         build_dataset("kitti", tmp_path, "val")
+
+
+def test_camvid_trainval_and_sequence_selection(tmp_path):
+    make_camvid(tmp_path, split="train", names=("0001TP_000010", "0006R0_000020", "0016E5_000030"))
+    make_camvid(tmp_path, split="val", names=("0016E5_000040",))
+    both = CamVidDataset(tmp_path, split="trainval")
+    assert both.names() == ["0001TP_000010", "0006R0_000020", "0016E5_000030", "0016E5_000040"]
+    held_out = CamVidDataset(tmp_path, split="trainval", sequences=["0001TP"])
+    rest = CamVidDataset(tmp_path, split="trainval", exclude_sequences=["0001TP"])
+    assert held_out.names() == ["0001TP_000010"]
+    assert rest.names() == ["0006R0_000020", "0016E5_000030", "0016E5_000040"]
+    assert not set(held_out.names()) & set(rest.names())
+    with pytest.raises(ValueError, match=r"no frames of sequence\(s\) \['Seq05VD'\]; its sequences are "
+                                         r"\['0001TP', '0006R0', '0016E5'\]"):
+        CamVidDataset(tmp_path, split="trainval", sequences=["Seq05VD"])
+    with pytest.raises(ValueError, match="no CamVid frames left"):
+        CamVidDataset(tmp_path, split="val", exclude_sequences=["0016E5"])

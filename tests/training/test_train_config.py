@@ -52,3 +52,16 @@ def test_command_line_overrides_and_yaml_number_quirk():
 def test_bad_overrides_are_rejected_with_a_clear_error(override, message):
     with pytest.raises(ValueError, match=message):
         load_config(None, [override])
+
+
+def test_hold_out_sequence_splits_training_and_validation_by_recording():
+    config = load_config(CONFIGS / "camvid_default.yaml", ["hold_out_sequence=0001TP"])
+    assert config.train_dataset.split == "trainval"
+    assert config.train_dataset.options["exclude_sequences"] == ["0001TP"]
+    validation = config.validation.dataset
+    assert (validation.name, validation.root, validation.split) == ("camvid", config.train_dataset.root, "trainval")
+    assert validation.options == {"sequences": ["0001TP"]}
+    # The saved config.yaml of such a run loads to the same datasets.
+    again = load_config(None, [f"{key}={value}" for key, value in (
+        ("train_dataset", config.to_dict()["train_dataset"]), ("hold_out_sequence", "0001TP"))])
+    assert again.train_dataset.options["exclude_sequences"] == ["0001TP"]

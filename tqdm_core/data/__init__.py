@@ -5,6 +5,7 @@ from tqdm_core.data.camvid import CamVidDataset
 from tqdm_core.data.cityscapes import CityscapesDataset
 from tqdm_core.data.gta5 import GTA5Dataset
 from tqdm_core.data.image_folder import ImageFolderDataset
+from tqdm_core.data.lighting_augmentation import LightingAugmentation
 from tqdm_core.data.mapillary import MapillaryVistasDataset
 from tqdm_core.data.rare_class_sampling import (
     RareClassSamplingDataset,
@@ -18,7 +19,7 @@ from tqdm_core.data.transforms import EvalTransform, PhotometricDistortion, Trai
 
 __all__ = [
     "BDD100KDataset", "CamVidDataset", "CityscapesDataset", "DATASETS", "EvalTransform", "GTA5Dataset",
-    "ImageFolderDataset", "MapillaryVistasDataset", "PhotometricDistortion", "RareClassSamplingDataset",
+    "ImageFolderDataset", "LightingAugmentation", "MapillaryVistasDataset", "PhotometricDistortion", "RareClassSamplingDataset",
     "SampleFiles", "SegmentationDataset", "TrainTransform", "build_dataset", "class_sampling_probabilities",
     "count_class_pixels", "load_class_statistics", "read_image", "read_label_ids", "read_official_statistics",
     "seed_worker",

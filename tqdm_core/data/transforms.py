@@ -16,6 +16,7 @@ import torch
 
 from tqdm_core.classes import IGNORE_INDEX
 from tqdm_core.data.base import Sample
+from tqdm_core.data.lighting_augmentation import LightingAugmentation
 from tqdm_core.image_normalization import CLIP_MEAN, normalize_image_array
 
 
@@ -182,6 +183,7 @@ class TrainTransform:
         cat_max_retries: crop redraws when a window fails the ``cat_max_ratio`` test.
         flip_prob: probability of a horizontal flip.
         photometric: apply ``PhotometricDistortion``.
+        lighting: further camera and illumination changes applied after it (``LightingAugmentation``); None: off.
         pad_after_normalize: official quirk: mmseg normalises before padding, so the padded border is 0 after
             normalisation, i.e. the CLIP mean colour. False pads the raw image with black (0) instead.
         ignore_index: label value of padded and unlabelled pixels.
@@ -190,8 +192,8 @@ class TrainTransform:
 
     def __init__(self, *, crop_size: tuple[int, int] = (512, 512), scale_range: tuple[float, float] = (0.5, 2.0),
                  cat_max_ratio: float = 0.75, cat_max_retries: int = 10, flip_prob: float = 0.5,
-                 photometric: bool = True, pad_after_normalize: bool = False, ignore_index: int = IGNORE_INDEX,
-                 seed: int | None = None) -> None:
+                 photometric: bool = True, lighting: LightingAugmentation | None = None,
+                 pad_after_normalize: bool = False, ignore_index: int = IGNORE_INDEX, seed: int | None = None) -> None:
         if len(crop_size) != 2 or min(crop_size) <= 0:
             raise ValueError(f"crop_size must be (height, width) with positive values, got {crop_size}")
         if not 0 < scale_range[0] <= scale_range[1]:
@@ -202,6 +204,7 @@ class TrainTransform:
         self.cat_max_retries = cat_max_retries
         self.flip_prob = flip_prob
         self.photometric = PhotometricDistortion() if photometric else None
+        self.lighting = lighting
         self.pad_after_normalize = pad_after_normalize
         self.ignore_index = ignore_index
         self.rng = np.random.default_rng(seed)
@@ -229,6 +232,8 @@ class TrainTransform:
             image, label = image[:, ::-1], label[:, ::-1]
         if self.photometric is not None:
             image = self.photometric(np.ascontiguousarray(image), rng)
+        if self.lighting is not None:
+            image = self.lighting(np.ascontiguousarray(image), rng)
         # 0 after normalisation is the CLIP mean colour in the raw domain.
         image_fill = CLIP_MEAN if self.pad_after_normalize else 0.0
         image = pad_to_size(image.astype(np.float32), self.crop_size, image_fill)
