@@ -1,7 +1,8 @@
 """tqdm_core: the tqdm domain-generalized semantic segmenter (Pak et al., ECCV 2024) in plain PyTorch.
 
-Light names (class tables) import at once; the model, Predictor and checkpoint helpers load torch and open_clip
-on first use, so tools that only need class tables start fast.
+Light names (class tables) import at once; the model, Predictor, inference options, loader and checkpoint helpers
+load torch and open_clip on first use, so tools that only need class tables start fast. `load_predictor` with an
+`InferenceOptions` is the one way from a checkpoint (or "default", or a preset) to a ready Predictor.
 """
 import importlib
 
@@ -9,11 +10,16 @@ from tqdm_core.classes import CAMVID_11, CITYSCAPES_19, IGNORE_INDEX, ClassTable
 
 _LAZY = {
     "create_model": "tqdm_core.builder",
+    "Checkpoint": "tqdm_core.checkpoint",
     "CheckpointError": "tqdm_core.checkpoint",
+    "CheckpointMetadata": "tqdm_core.checkpoint",
     "load_checkpoint": "tqdm_core.checkpoint",
     "read_checkpoint": "tqdm_core.checkpoint",
     "save_checkpoint": "tqdm_core.checkpoint",
     "TqdmConfig": "tqdm_core.config",
+    "InferenceOptions": "tqdm_core.inference.options",
+    "InvalidOption": "tqdm_core.inference.options",
+    "load_predictor": "tqdm_core.inference.loader",
     "Prediction": "tqdm_core.inference.predictor",
     "Predictor": "tqdm_core.inference.predictor",
     "list_presets": "tqdm_core.presets",

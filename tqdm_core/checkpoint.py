@@ -1,39 +1,117 @@
-"""tqdm checkpoints: one file holding the preset, config, class table and weights.
+"""tqdm checkpoints: one file holding the preset, config, class table, weights and metadata.
 
-Files are written atomically (temporary file, then rename) and read with `torch.load(weights_only=True)`, so a
-checkpoint can never execute code. Every failure says what was expected, what was found and what to do.
+Files are written atomically (temporary file, then rename) with the usual permissions (0644 under the common
+umask 022), and read with `torch.load(weights_only=True)`, so a checkpoint can never execute code. Reading maps
+the file into memory: the preset is checked before any weight is read or any module is built. Every failure says
+what was expected, what was found and what to do.
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
-import tempfile
+import uuid
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
 from tqdm_core.classes import ClassTable
 from tqdm_core.config import TqdmConfig
+from tqdm_core.default_model import resolve_checkpoint
 
 CHECKPOINT_FORMAT = "tqdm_core.checkpoint.v1"
+
+# Metadata keys that code reads or writes; any other key is kept as written (`CheckpointMetadata.extra`).
+INFERENCE_SCALE = "inference_scale"  # input resize factor the model expects: the Predictor's default scale for it
+VALIDATION = "validation"  # scores on the validation set (miou, pixel_accuracy, iou per class, ...)
+TRAINING_COMMAND = "training_command"  # the command that trained the model
+LICENSE = "license"  # license of the weights (follows the training data)
+SOURCE_CHECKPOINT = "source_checkpoint"  # file name of the checkpoint a packaged model was made from
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is corrupt, of another kind, or does not fit the requested model."""
 
 
-def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None,
-                    half: bool = False) -> Path:
+@dataclass(frozen=True)
+class CheckpointMetadata:
+    """What a checkpoint says about its model besides the weights.
+
+    Attributes:
+        inference_scale: input resize factor the model expects (0.5 for a model trained on half-size crops), used
+            by the Predictor unless told otherwise; None: full resolution.
+        validation: the model's scores on its validation set, as the trainer or `training.package_model` wrote
+            them (fractions in [0, 1]); None when not recorded.
+        training_command: the command that trained the model, or None.
+        license: license of the weights, or None.
+        source_checkpoint: file name of the checkpoint a packaged model was made from, or None.
+        extra: every other key, as written (training config, conversion report, notes).
+    """
+
+    inference_scale: float | None = None
+    validation: dict[str, Any] | None = None
+    training_command: str | None = None
+    license: str | None = None
+    source_checkpoint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, path: str | os.PathLike = "checkpoint") -> "CheckpointMetadata":
+        """Read the metadata dict of a checkpoint.
+
+        Raises:
+            CheckpointError: a known key holds a value of the wrong kind.
+        """
+        known = {INFERENCE_SCALE, VALIDATION, TRAINING_COMMAND, LICENSE, SOURCE_CHECKPOINT}
+        scale = data.get(INFERENCE_SCALE)
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                                  or not math.isfinite(scale) or scale <= 0):
+            raise CheckpointError(f"checkpoint '{path}': metadata '{INFERENCE_SCALE}' must be a positive number, "
+                                  f"found {scale!r}; the file was edited or mis-written")
+        return cls(inference_scale=None if scale is None else float(scale), validation=data.get(VALIDATION),
+                   training_command=data.get(TRAINING_COMMAND), license=data.get(LICENSE),
+                   source_checkpoint=data.get(SOURCE_CHECKPOINT),
+                   extra={key: value for key, value in data.items() if key not in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The dict stored in the file: the known keys that are set, then `extra`."""
+        known = {INFERENCE_SCALE: self.inference_scale, VALIDATION: self.validation,
+                 TRAINING_COMMAND: self.training_command, LICENSE: self.license,
+                 SOURCE_CHECKPOINT: self.source_checkpoint}
+        return {**{key: value for key, value in known.items() if value is not None}, **self.extra}
+
+
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """A model rebuilt from a checkpoint file, with what the file says about it.
+
+    Attributes:
+        model: the TqdmSegmentor (CPU, eval mode, fp32) with its `preset`, `config` and `class_table`.
+        metadata: the file's metadata.
+        path: the file it was read from.
+    """
+
+    model: torch.nn.Module
+    metadata: CheckpointMetadata
+    path: Path
+
+
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *,
+                    metadata: CheckpointMetadata | Mapping[str, Any] | None = None, half: bool = False) -> Path:
     """Write `model` with everything needed to rebuild it.
 
     Args:
         model: a TqdmSegmentor built by `create_model` (it carries `preset`, `config` and `class_table`).
         path: destination file; its parent folder is created.
-        metadata: extra JSON-like information (training command, metrics, ...).
+        metadata: what to record about the model (`CheckpointMetadata`, or a plain dict using the key constants
+            of this module and any other JSON-like entries).
         half: store floating-point weights as fp16 (halves the size; loading casts back to fp32).
     """
+    if isinstance(metadata, CheckpointMetadata):
+        metadata = metadata.to_dict()
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
              for k, v in model.state_dict().items()}
     payload = {
@@ -48,65 +126,82 @@ def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, *, metadata
 
 
 def atomic_torch_save(payload: Any, path: str | os.PathLike) -> Path:
-    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a partial file."""
+    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a partial file.
+
+    The file gets the permissions of any new file (0666 minus the umask, 0644 usually), so a node running as
+    another user can read it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with open(temporary, "xb") as stream:
             torch.save(payload, stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return path
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and validate a checkpoint file's contents (no model is built).
+def read_checkpoint_file(path: str | os.PathLike) -> Any:
+    """The one safe `torch.load` of checkpoint files (model files and training checkpoints alike).
+
+    Tensors are memory-mapped: they are read from disk only when used.
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: truncated or corrupt file, or not a tqdm_core checkpoint.
+        CheckpointError: truncated or corrupt file, or one that is not a PyTorch file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
         raise CheckpointError(
             f"checkpoint '{path}' is truncated or corrupt ({type(error).__name__}: {str(error)[:200]}); "
             f"copy or download it again") from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        if isinstance(payload, dict) and "state_dict" in payload and "meta" in payload:
-            raise CheckpointError(f"'{path}' looks like an official mmsegmentation tqdm checkpoint; convert it "
-                                  f"first: python -m training.convert_official {path} OUTPUT.pt")
-        keys = sorted(payload)[:6] if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"'{path}' is not a tqdm_core checkpoint (expected format '{CHECKPOINT_FORMAT}', "
-                              f"found {keys}); save models with tqdm_core.save_checkpoint")
-    return payload
 
 
-def load_checkpoint(path: str | os.PathLike | None = None, *, preset: str | None = None) -> torch.nn.Module:
-    """Rebuild the model stored in `path` (CPU, eval mode, fp32).
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate a model checkpoint's contents (no model is built).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: truncated or corrupt file, or not a tqdm_core checkpoint.
+    """
+    return _checked_payload(read_checkpoint_file(path), Path(path))
+
+
+def load_checkpoint(path: str | os.PathLike | None = None, *, preset: str | None = None) -> Checkpoint:
+    """Rebuild the model stored in a checkpoint file (CPU, eval mode, fp32).
 
     Args:
-        path: a file written by `save_checkpoint`; None loads the default model shipped in the package.
-        preset: if given, the preset the caller expects; a checkpoint of another preset is an error.
+        path: a file written by `save_checkpoint`; None or "default": the model shipped in the package.
+        preset: if given, the preset the caller expects; a checkpoint of another preset is an error, raised
+            before any module is built.
+    """
+    path = resolve_checkpoint(path)
+    return build_checkpoint(read_checkpoint_file(path), path=path, preset=preset)
+
+
+def build_checkpoint(payload: Any, *, path: str | os.PathLike, preset: str | None = None) -> Checkpoint:
+    """Rebuild the model of a payload read by `read_checkpoint_file` (see `load_checkpoint`).
+
+    Raises:
+        CheckpointError: not a tqdm_core checkpoint, another preset than `preset`, or weights that do not fit.
     """
     from tqdm_core.builder import create_model  # the builder imports the modeling stack; keep this module light
 
-    if path is None:
-        from tqdm_core.default_model import default_checkpoint
-
-        path = default_checkpoint()
-    payload = read_checkpoint(path)
+    path = Path(path)
+    payload = _checked_payload(payload, path)
     if preset is not None and payload["preset"] != preset:
         raise CheckpointError(f"checkpoint '{path}' was saved for preset '{payload['preset']}' but preset "
-                              f"'{preset}' was requested; pass --model {payload['preset']} (or no preset)")
+                              f"'{preset}' was requested; request preset '{payload['preset']}' (or none)")
+    metadata = CheckpointMetadata.from_dict(payload.get("metadata", {}), path=path)
     config = TqdmConfig.from_dict(payload["config"])
     model = create_model(payload["preset"], pretrained=None, config=config)
     stored_table = ClassTable.from_dict(payload["class_table"])
@@ -127,5 +222,16 @@ def load_checkpoint(path: str | os.PathLike | None = None, *, preset: str | None
     if mismatched:
         raise CheckpointError(f"checkpoint '{path}': shape mismatches (file vs model) {mismatched[:5]}")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
-    model.checkpoint_metadata = payload.get("metadata", {})
-    return model.eval()
+    return Checkpoint(model=model.eval(), metadata=metadata, path=path)
+
+
+def _checked_payload(payload: Any, path: Path) -> dict[str, Any]:
+    """Return `payload` if it is a tqdm_core checkpoint; name what it is otherwise."""
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        if isinstance(payload, dict) and "state_dict" in payload and "meta" in payload:
+            raise CheckpointError(f"'{path}' looks like an official mmsegmentation tqdm checkpoint; convert it "
+                                  f"first: python -m training.convert_official {path} OUTPUT.pt")
+        keys = sorted(payload)[:6] if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(f"'{path}' is not a tqdm_core checkpoint (expected format '{CHECKPOINT_FORMAT}', "
+                              f"found {keys}); save models with tqdm_core.save_checkpoint")
+    return payload

@@ -104,19 +104,19 @@ def count_flops(model: torch.nn.Module, shapes: list[tuple[int, int, int, int]])
 
 
 def run_config(config: BenchConfig) -> dict:
-    """Build the model and Predictor, count FLOPs, time the Predictor; runs inside the worker subprocess."""
-    from tqdm_core import Predictor, create_model, load_checkpoint
+    """Build the Predictor, count FLOPs, time the Predictor; runs inside the worker subprocess."""
+    from tqdm_core import InferenceOptions, load_predictor
+    from tqdm_core.default_model import DEFAULT
 
     torch.set_num_threads(config.threads)
+    options = InferenceOptions(precision=config.precision, mode=config.mode, window=WINDOW, stride=STRIDE,
+                               scale=config.scale, compile=config.runtime == "compile",
+                               runtime="onnxruntime" if config.runtime == "onnxruntime" else "torch")
     if config.preset == DEFAULT_MODEL:
-        model = load_checkpoint(None)
-    else:
-        model = create_model(config.preset, pretrained=None, seed=0).eval()
-    flops = count_flops(model, network_batches(model, config))
-    predictor = Predictor(model, precision=config.precision, mode=config.mode, window=WINDOW, stride=STRIDE,
-                          scale=config.scale,
-                          compile=config.runtime == "compile",
-                          runtime="onnxruntime" if config.runtime == "onnxruntime" else "torch")
+        predictor = load_predictor(DEFAULT, options=options)
+    else:  # random weights: the latency and FLOPs do not depend on them
+        predictor = load_predictor(None, preset=config.preset, options=options)
+    flops = count_flops(predictor.model, network_batches(predictor.model, config))
     image = np.random.default_rng(0).integers(0, 256, (config.height, config.width, 3), dtype=np.uint8)
     warmup_s = []
     for _ in range(config.warmup):
@@ -225,10 +225,11 @@ def preset_scale(preset: str) -> float:
     """Input scale the Predictor uses for this preset: the default model's recommended one, else 1."""
     if preset != DEFAULT_MODEL:
         return 1.0
-    from tqdm_core.checkpoint import read_checkpoint
+    from tqdm_core.checkpoint import CheckpointMetadata, read_checkpoint
     from tqdm_core.default_model import default_checkpoint
 
-    return float(read_checkpoint(default_checkpoint()).get("metadata", {}).get("inference_scale", 1.0))
+    path = default_checkpoint()
+    return CheckpointMetadata.from_dict(read_checkpoint(path)["metadata"], path=path).inference_scale or 1.0
 
 
 def parse_size(text: str) -> tuple[int, int]:

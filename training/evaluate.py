@@ -14,6 +14,7 @@ checkpoint (checkpoints/iter_*.pt).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -27,13 +28,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import tqdm_core
-from tqdm_core import Predictor
+from tqdm_core import InferenceOptions, Predictor
+from tqdm_core.checkpoint import Checkpoint, CheckpointMetadata, build_checkpoint, read_checkpoint_file
 from tqdm_core.data import DATASETS, SegmentationDataset, build_dataset
 from tqdm_core.data.transforms import scaled_size
 from tqdm_core.evaluation import CalibrationAccumulator, SemSegEvaluator
 from tqdm_core.evaluation.figures import (OverlayFrame, plot_confusion_matrix, plot_overlay_grid,
                                           plot_per_class_iou, plot_reliability_diagram)
+from tqdm_core.inference import predictor_for
 from training.trainer import CHECKPOINT_FORMAT, model_from_training_checkpoint
 
 # Official test scales (METHOD.md section 8): keep-ratio resize to fit (long side, short side). Cityscapes and
@@ -65,27 +67,35 @@ class DatasetSpec:
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
 
-def load_model(path: str | os.PathLike) -> torch.nn.Module:
-    """A model file (tqdm_core.save_checkpoint) or the model inside a resumable training checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+def load_model(path: str | os.PathLike) -> Checkpoint:
+    """A model file (tqdm_core.save_checkpoint) or the model inside a resumable training checkpoint.
+
+    The file is read once, by the reader the node and the Predictor use (a truncated file is one clear
+    CheckpointError); a training checkpoint records no metadata, so its model runs at the options' scale.
+    """
+    payload = read_checkpoint_file(path)
     if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
-        return model_from_training_checkpoint(payload)
-    return tqdm_core.load_checkpoint(path)
+        return Checkpoint(model=model_from_training_checkpoint(payload), metadata=CheckpointMetadata(), path=Path(path))
+    return build_checkpoint(payload, path=path)
 
 
 class ScaledPredictor:
-    """Predictions with a per-image keep-ratio test scale: one Predictor (sharing the model) per scale factor."""
+    """Predictions with a per-image keep-ratio test scale: one Predictor (sharing the model) per scale factor.
 
-    def __init__(self, model: torch.nn.Module, test_scale: tuple[int, int] | None, **predictor_kwargs: Any) -> None:
-        self.model = model
+    Args:
+        checkpoint: the model and its metadata.
+        test_scale: (long side, short side) each image is resized to fit, keeping its ratio; None: its own size.
+        options: how to run the model; the test-scale factor multiplies its scale (None: the checkpoint's).
+    """
+
+    def __init__(self, checkpoint: Checkpoint, test_scale: tuple[int, int] | None, options: InferenceOptions) -> None:
+        self.checkpoint = checkpoint
+        self.model = checkpoint.model
         self.test_scale = test_scale
-        self.predictor_kwargs = predictor_kwargs
+        self.options = options
         self._predictors: dict[float, Predictor] = {}
         # A model trained at a reduced resolution records the input scale it expects (checkpoint metadata).
-        self.model_scale = float(getattr(model, "checkpoint_metadata", {}).get("inference_scale", 1.0))
+        self.model_scale = options.predictor_arguments(recommended_scale=checkpoint.metadata.inference_scale)["scale"]
 
     def predictor(self, height: int, width: int) -> Predictor:
         ratio = 1.0
@@ -96,7 +106,8 @@ class ScaledPredictor:
             if scaled_size(height, width, ratio) == (width, height):
                 ratio = 1.0
         if ratio not in self._predictors:
-            self._predictors[ratio] = Predictor(self.model, scale=ratio * self.model_scale, **self.predictor_kwargs)
+            options = dataclasses.replace(self.options, scale=ratio * self.model_scale)
+            self._predictors[ratio] = predictor_for(self.checkpoint, options)
         return self._predictors[ratio]
 
 
@@ -180,13 +191,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     output_dir = args.output_dir or args.checkpoint.parent / f"eval_{args.checkpoint.stem}"
-    model = load_model(args.checkpoint)
+    checkpoint = load_model(args.checkpoint)
+    model = checkpoint.model
+    options = InferenceOptions(device=args.device, precision=args.precision, mode=args.mode, window=args.window,
+                               stride=args.stride)
     datasets = [(spec, build_dataset(spec.name, spec.root, spec.split)) for spec in args.dataset]
     summary: dict[str, Any] = {"checkpoint": str(args.checkpoint), "mode": args.mode, "datasets": {}}
     for spec, dataset in datasets:
         test_scale = None if args.native_size else TEST_SCALES.get(spec.name)
-        scaled = ScaledPredictor(model, test_scale, device=args.device, precision=args.precision, mode=args.mode,
-                                 window=args.window, stride=args.stride)
+        scaled = ScaledPredictor(checkpoint, test_scale, options)
         metrics = evaluate_dataset(scaled, dataset, output_dir / spec.label, title=spec.label,
                                    max_images=args.max_images, num_overlays=args.num_overlays,
                                    progress=not args.no_progress)

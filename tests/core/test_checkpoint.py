@@ -1,8 +1,14 @@
-"""Checkpoint round trip and every documented checkpoint error."""
+"""Checkpoint round trip, metadata, permissions and every documented checkpoint error."""
+import os
+import stat
+
 import pytest
 import torch
 
-from tqdm_core import CheckpointError, Predictor, create_model, load_checkpoint, read_checkpoint, save_checkpoint
+from tqdm_core import (CheckpointError, CheckpointMetadata, Predictor, create_model, load_checkpoint, read_checkpoint,
+                       save_checkpoint)
+from tqdm_core.checkpoint import INFERENCE_SCALE
+from tqdm_core.default_model import DEFAULT_CHECKPOINT
 
 
 @pytest.fixture(scope="module")
@@ -12,7 +18,8 @@ def model():
 
 def test_round_trip_is_bit_exact(model, tmp_path):
     path = save_checkpoint(model, tmp_path / "model.pt", metadata={"note": "test"})
-    loaded = load_checkpoint(path)
+    checkpoint = load_checkpoint(path)
+    loaded = checkpoint.model
     original = model.state_dict()
     restored = loaded.state_dict()
     assert original.keys() == restored.keys()
@@ -20,14 +27,14 @@ def test_round_trip_is_bit_exact(model, tmp_path):
         assert torch.equal(value, restored[key]), key
     assert loaded.class_table == model.class_table
     assert loaded.preset == "tqdm-tiny-rn"
-    assert loaded.checkpoint_metadata == {"note": "test"}
+    assert checkpoint.metadata == CheckpointMetadata(extra={"note": "test"}) and checkpoint.path == path
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left no temporary file
 
 
 def test_custom_classes_travel_with_the_checkpoint(tmp_path):
     names = ["road", "grass", "tree", "person"]
     model = create_model("tqdm-tiny-rn", pretrained=None, seed=0, classes=names)
-    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "custom.pt"))
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "custom.pt")).model
     assert loaded.class_table.names == tuple(names)
     assert Predictor(loaded).class_table.num_classes == 4
 
@@ -70,7 +77,39 @@ def test_missing_and_unexpected_keys_are_listed(model, tmp_path):
 
 def test_half_precision_storage_loads_as_fp32(model, tmp_path):
     path = save_checkpoint(model, tmp_path / "half.pt", half=True)
-    loaded = load_checkpoint(path)
+    loaded = load_checkpoint(path).model
     weight = loaded.pixel_decoder.mask_feature.weight
     assert weight.dtype == torch.float32
     torch.testing.assert_close(weight, model.pixel_decoder.mask_feature.weight.half().float())
+
+
+def test_metadata_keys_are_typed_and_round_trip(model, tmp_path):
+    metadata = CheckpointMetadata(inference_scale=0.5, validation={"miou": 0.6}, training_command="train",
+                                  license="MIT", source_checkpoint="model_final.pt", extra={"iterations": 10})
+    path = save_checkpoint(model, tmp_path / "model.pt", metadata=metadata)
+    assert read_checkpoint(path)["metadata"] == {"inference_scale": 0.5, "validation": {"miou": 0.6},
+                                                 "training_command": "train", "license": "MIT",
+                                                 "source_checkpoint": "model_final.pt", "iterations": 10}
+    assert load_checkpoint(path).metadata == metadata
+    # A plain dict with the key constants (what the trainer writes) reads back typed.
+    path = save_checkpoint(model, tmp_path / "plain.pt", metadata={INFERENCE_SCALE: 1})
+    assert load_checkpoint(path).metadata.inference_scale == 1.0
+    for bad in (0, -0.5, "half", True, float("nan")):
+        with pytest.raises(CheckpointError, match="'inference_scale' must be a positive number"):
+            CheckpointMetadata.from_dict({INFERENCE_SCALE: bad})
+
+
+def test_checkpoints_get_the_umask_permissions(model, tmp_path):
+    """0644 under umask 022 (readable by a node running as another user), 0600 only when the umask says so."""
+    previous = os.umask(0o022)
+    try:
+        assert stat.S_IMODE(save_checkpoint(model, tmp_path / "shared.pt").stat().st_mode) == 0o644
+        os.umask(0o077)
+        assert stat.S_IMODE(save_checkpoint(model, tmp_path / "private.pt").stat().st_mode) == 0o600
+    finally:
+        os.umask(previous)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["private.pt", "shared.pt"]
+
+
+def test_default_names_the_shipped_model():
+    assert load_checkpoint("default").path == load_checkpoint().path == DEFAULT_CHECKPOINT

@@ -14,10 +14,10 @@ SAMPLE = pathlib.Path(__file__).resolve().parents[2] / "data" / "camvid_sample"
 def test_default_checkpoint_ships_with_its_card():
     assert DEFAULT_CHECKPOINT.is_file() and MODEL_CARD.is_file()
     assert DEFAULT_CHECKPOINT.stat().st_size <= 25 * 1024 * 1024
-    model = load_checkpoint()  # no path: the default model
-    assert model.class_table == CAMVID_11
-    assert model.checkpoint_metadata["inference_scale"] == 0.5
-    assert "CC BY-NC 4.0" in model.checkpoint_metadata["license"]
+    checkpoint = load_checkpoint()  # no path: the default model
+    assert checkpoint.model.class_table == CAMVID_11
+    assert checkpoint.metadata.inference_scale == 0.5
+    assert "CC BY-NC 4.0" in checkpoint.metadata.license
 
 
 def test_default_model_segments_the_sample_frames():

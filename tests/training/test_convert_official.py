@@ -20,7 +20,7 @@ import os
 import pytest
 import torch
 
-from tqdm_core import CITYSCAPES_19, CheckpointError, load_checkpoint
+from tqdm_core import CITYSCAPES_19, CheckpointError, load_checkpoint, read_checkpoint
 from tqdm_core.checkpoint import CHECKPOINT_FORMAT
 from tqdm_core.config import TqdmConfig
 from tqdm_core.official_keys import OFFICIAL_CONFIG_OVERRIDES, convert_official_state_dict, detect_official_preset
@@ -286,7 +286,7 @@ def converted_clip(tmp_path_factory):
     write_official(folder / "tqdm_clip_vit-b_gta.pth", entries)
     status = convert_official.main([str(folder / "tqdm_clip_vit-b_gta.pth"), str(folder / "converted.pt")])
     assert status == 0
-    model = load_checkpoint(folder / "converted.pt", preset="tqdm-clip-vit-b16")
+    model = load_checkpoint(folder / "converted.pt", preset="tqdm-clip-vit-b16").model
     return model, entries, folder
 
 
@@ -295,9 +295,10 @@ def test_clip_vit_b16_every_tensor_lands_where_it_belongs(converted_clip):
     assert_traced(model.state_dict(), entries)
     assert_official_config(model.config, "tqdm-clip-vit-b16")
     assert model.class_table.names == CITYSCAPES_19.names
-    assert model.checkpoint_metadata["converted_from"] == "tqdm_clip_vit-b_gta.pth"
-    assert model.checkpoint_metadata["official_meta"]["iter"] == 20000
-    assert sum(model.checkpoint_metadata["dropped_official_tensors"].values()) == 163  # the teacher
+    metadata = read_checkpoint(folder / "converted.pt")["metadata"]
+    assert metadata["converted_from"] == "tqdm_clip_vit-b_gta.pth"
+    assert metadata["official_meta"]["iter"] == 20000
+    assert sum(metadata["dropped_official_tensors"].values()) == 163  # the teacher
     assert not any(name.startswith(".") for name in os.listdir(folder))  # no temporary file left behind
 
 

@@ -26,6 +26,8 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float
 MODES = ("whole", "slide")
 RUNTIMES = ("torch", "onnxruntime")
 MAX_SIDE = 8192  # larger inputs are almost surely a wrong shape or encoding
+SCALE_RANGE = (0.05, 8.0)  # input resize factors accepted (inclusive)
+CONFIDENCE_RANGE = (0.0, 1.0)  # confidence thresholds accepted (inclusive)
 
 
 @dataclass
@@ -72,10 +74,10 @@ class Predictor:
         self.device = _check_device(device)
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError("precision 'fp16' needs a CUDA device; on CPU use 'bf16' or 'fp32'")
-        if not 0.0 <= confidence_threshold <= 1.0:
-            raise ValueError(f"confidence_threshold must be in [0, 1], got {confidence_threshold}")
-        if not 0.05 <= scale <= 8.0:
-            raise ValueError(f"scale must be in [0.05, 8], got {scale}")
+        if not CONFIDENCE_RANGE[0] <= confidence_threshold <= CONFIDENCE_RANGE[1]:
+            raise ValueError(f"confidence_threshold must be in {list(CONFIDENCE_RANGE)}, got {confidence_threshold}")
+        if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+            raise ValueError(f"scale must be in {list(SCALE_RANGE)}, got {scale}")
         if window < model.size_divisor or window % model.size_divisor or not 0 < stride <= window:
             raise ValueError(f"window must be a positive multiple of {model.size_divisor} and 0 < stride <= window, "
                              f"got window={window}, stride={stride}")
@@ -107,22 +109,20 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, *, preset: str | None = None,
-                        **kwargs) -> "Predictor":
-        """Load a checkpoint written by `tqdm_core.save_checkpoint` (see Predictor for the keyword arguments).
+                        **options) -> "Predictor":
+        """Load a checkpoint written by `tqdm_core.save_checkpoint` (`tqdm_core.inference.load_predictor`).
 
         Args:
-            path: the checkpoint; None loads the default model shipped in the package.
-            preset: if given, the preset the checkpoint must hold.
-            kwargs: Predictor options. Without `scale`, the checkpoint's recommended input scale is used
-                (metadata "inference_scale", e.g. 0.5 for a model trained at half resolution), else 1.0.
+            path: the checkpoint; None or "default" loads the default model shipped in the package.
+            preset: if given, the preset the checkpoint must hold (checked before the model is built).
+            options: `InferenceOptions` fields (the keyword arguments of Predictor). Without `scale`, the
+                checkpoint's recommended input scale is used (e.g. 0.5 for a model trained at half resolution).
         """
-        from tqdm_core.checkpoint import load_checkpoint
-        from tqdm_core.default_model import default_checkpoint
+        from tqdm_core.default_model import DEFAULT
+        from tqdm_core.inference.loader import load_predictor
+        from tqdm_core.inference.options import InferenceOptions
 
-        model = load_checkpoint(default_checkpoint() if path is None else path, preset=preset)
-        if kwargs.get("scale") is None:
-            kwargs["scale"] = float(model.checkpoint_metadata.get("inference_scale", 1.0))
-        return cls(model, **kwargs)
+        return load_predictor(DEFAULT if path is None else path, preset=preset, options=InferenceOptions(**options))
 
     @property
     def class_table(self) -> ClassTable:

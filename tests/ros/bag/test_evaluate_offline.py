@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from tqdm_core import CAMVID_11, ClassTable, Predictor
+from tqdm_core import CAMVID_11, ClassTable, InferenceOptions, Predictor
 from tqdm_core.data import CamVidDataset
 from tqdm_core.evaluation import SemSegEvaluator
 
@@ -33,7 +33,7 @@ def offline_report(camvid_bag, predictor):
 
 
 def test_offline_equals_direct_predictor_and_training_evaluate(
-        offline_report, predictor, small_camvid, tmp_path):
+        offline_report, predictor, small_camvid, tiny_checkpoint, tmp_path):
     dataset = CamVidDataset(small_camvid, split='val')
     direct = SemSegEvaluator.for_class_table(CAMVID_11, model_table=predictor.class_table)
     for index in range(len(dataset)):
@@ -46,7 +46,8 @@ def test_offline_equals_direct_predictor_and_training_evaluate(
     assert offline_report.frames_scored == offline_report.frames_in_bag == len(dataset)
 
     training_evaluate = pytest.importorskip('training.evaluate')
-    scaled = training_evaluate.ScaledPredictor(predictor.model, None, mode='whole')
+    scaled = training_evaluate.ScaledPredictor(
+        training_evaluate.load_model(tiny_checkpoint), None, InferenceOptions())
     metrics = training_evaluate.evaluate_dataset(scaled, dataset, tmp_path / 'training_eval',
                                                  title='camvid', num_overlays=0,
                                                  progress=False)
