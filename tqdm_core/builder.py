@@ -17,7 +17,7 @@ from tqdm_core.modeling.resnet_backbone import ClipResNetBackbone
 from tqdm_core.modeling.segmentor import TqdmSegmentor
 from tqdm_core.modeling.transformer_decoder import TransformerDecoder
 from tqdm_core.modeling.vit_backbone import ClipViTBackbone
-from tqdm_core.presets import get_preset
+from tqdm_core.presets import PRESETS, get_preset
 from tqdm_core.pretrained import build_open_clip, load_pretrained_state
 
 logger = logging.getLogger(__name__)
@@ -47,17 +47,21 @@ def create_model(name: str, *, pretrained: str | None = DEFAULT_PRETRAINED, clas
             length changes the per-class parameters (the model then needs training).
         seed: seeds the random initialisation, for reproducible random-weight models.
         overrides: nested dict of config fields to change (e.g. from a YAML file).
-        config: a complete config to use instead of the preset's (checkpoint loading).
+        config: a complete config to use instead of the preset's (checkpoint loading). A config that does not
+            record the towers' activation (`quick_gelu` None: saved before the field existed) gets the preset's.
     """
     config = config if config is not None else get_preset(name)
     if overrides:
         config = merge_overrides(config, overrides)
     if classes is not None:
         config = merge_overrides(config, {"class_table": "custom", "classes": list(classes)})
+    if config.quick_gelu is None:
+        config = merge_overrides(config, {"quick_gelu": unrecorded_activation(name)})
     if pretrained == DEFAULT_PRETRAINED:
         pretrained = config.pretrained
     # Fetch the weights first: a missing file or an offline download fails before minutes of model building.
-    pretrained_state = load_pretrained_state(config.backbone.open_clip_model, pretrained) if pretrained else None
+    pretrained_state = (load_pretrained_state(config.backbone.open_clip_model, pretrained, quick_gelu=config.quick_gelu)
+                        if pretrained else None)
     generator_state = torch.random.get_rng_state()
     if seed is not None:
         torch.manual_seed(seed)
@@ -74,11 +78,25 @@ def create_model(name: str, *, pretrained: str | None = DEFAULT_PRETRAINED, clas
     return model
 
 
+def unrecorded_activation(preset: str) -> bool:
+    """`quick_gelu` for a config saved before the activation was recorded: the preset's own value.
+
+    Such configs were built with exact GELU, but every real weight of the CLIP presets is QuickGELU (OpenAI CLIP,
+    converted official checkpoints), so those load as QuickGELU, with a one-line log. Presets trained from
+    scratch (the default model, tiny presets) keep exact GELU, as they were trained; unknown names too.
+    """
+    quick_gelu = bool(PRESETS[preset].quick_gelu) if preset in PRESETS else False
+    if quick_gelu:
+        logger.warning("this '%s' config predates the recorded tower activation: building its CLIP towers with "
+                       "QuickGELU, the activation of every real weight of this preset", preset)
+    return quick_gelu
+
+
 def _build(name: str, config: TqdmConfig) -> TqdmSegmentor:
     class_table = class_table_of(config)
     bb, tx = config.backbone, config.text
     clip = build_open_clip(model_name=bb.open_clip_model, vision_cfg=bb.vision_cfg, text_cfg=tx.text_cfg,
-                           embed_dim=bb.embed_dim, image_size=bb.image_size)
+                           embed_dim=bb.embed_dim, image_size=bb.image_size, quick_gelu=config.quick_gelu)
     if tx.open_clip_model != bb.open_clip_model:
         raise ValueError("visual and text towers must come from the same open_clip model")
     backbone = _build_backbone(config, clip.visual)

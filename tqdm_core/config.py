@@ -84,6 +84,11 @@ class TqdmConfig:
     class_table: str = "cityscapes19"  # built-in class table name, or "custom" with `classes` given
     classes: tuple[str, ...] | None = None  # class names when class_table is "custom"
     pretrained: str | None = None  # open_clip pretrained tag the paper preset starts from (e.g. "openai")
+    # MLP activation of every residual block of both open_clip towers: True is QuickGELU x*sigmoid(1.702x), the
+    # activation OpenAI's CLIP weights were trained with (official quirk: tqdm_CLIP hard-codes it in both towers);
+    # False is exact GELU. The pyramid and the heads use exact GELU either way. None: not recorded (configs
+    # saved before this field existed); `create_model` then uses the preset's value.
+    quick_gelu: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (only str/int/float/bool/None/list/dict), safe for weights_only checkpoints."""

@@ -19,7 +19,7 @@ class PretrainedWeightsUnavailable(RuntimeError):
 
 
 def build_open_clip(*, model_name: str, vision_cfg: dict[str, Any] | None, text_cfg: dict[str, Any] | None,
-                    embed_dim: int, image_size: int) -> nn.Module:
+                    embed_dim: int, image_size: int, quick_gelu: bool) -> nn.Module:
     """An open_clip CLIP with random weights whose vision tower is sized for `image_size` inputs.
 
     Args:
@@ -27,17 +27,34 @@ def build_open_clip(*, model_name: str, vision_cfg: dict[str, Any] | None, text_
         vision_cfg, text_cfg: inline open_clip tower configs for presets that are not in open_clip's registry.
         embed_dim: joint-space width for inline configs.
         image_size: input size the positional embeddings are laid out for.
+        quick_gelu: QuickGELU (True) or exact GELU (False) in the residual blocks of both towers; the towers'
+            other layers (convolutions of a ResNet, a timm trunk) keep their own activations.
+
+    Raises:
+        ValueError: the open_clip model's own config fixes QuickGELU (a "-quickgelu" name) but exact GELU was
+            asked for.
     """
     if model_name:
-        return open_clip.create_model(model_name, pretrained=None, force_image_size=image_size)
+        fixed = bool((open_clip.get_model_config(model_name) or {}).get("quick_gelu", False))
+        if fixed and not quick_gelu:
+            raise ValueError(f"open_clip model '{model_name}' always uses QuickGELU but quick_gelu=False was asked "
+                             f"for; set quick_gelu: true or use the model name without '-quickgelu'")
+        return open_clip.create_model(model_name, pretrained=None, force_image_size=image_size,
+                                      force_quick_gelu=quick_gelu)
     if vision_cfg is None or text_cfg is None:
         raise ValueError("a preset without an open_clip model name needs inline vision_cfg and text_cfg")
     vision = dict(vision_cfg, image_size=image_size)
-    return open_clip.model.CLIP(embed_dim=embed_dim, vision_cfg=vision, text_cfg=dict(text_cfg))
+    return open_clip.model.CLIP(embed_dim=embed_dim, vision_cfg=vision, text_cfg=dict(text_cfg), quick_gelu=quick_gelu)
 
 
-def load_pretrained_state(model_name: str, pretrained: str) -> dict[str, torch.Tensor]:
+def load_pretrained_state(model_name: str, pretrained: str, *, quick_gelu: bool) -> dict[str, torch.Tensor]:
     """The full open_clip state dict (native resolution) for a pretrained tag or a local file.
+
+    Args:
+        model_name: open_clip model name (e.g. "ViT-B-16").
+        pretrained: an open_clip pretrained tag of that model, or the path of an open_clip checkpoint.
+        quick_gelu: the activation the towers are built with (the state dict does not depend on it; open_clip
+            warns when it differs from the tag's).
 
     Raises:
         FileNotFoundError: `pretrained` looks like a path and does not exist.
@@ -53,7 +70,7 @@ def load_pretrained_state(model_name: str, pretrained: str) -> dict[str, torch.T
         raise PretrainedWeightsUnavailable(
             f"'{pretrained}' is not an open_clip pretrained tag of {model_name}; tags: {_tags(model_name)}")
     try:
-        model = open_clip.create_model(model_name, pretrained=pretrained)
+        model = open_clip.create_model(model_name, pretrained=pretrained, force_quick_gelu=quick_gelu)
     except Exception as error:  # download and hub errors come in many types; all mean the same to the user
         raise PretrainedWeightsUnavailable(_download_help(model_name, pretrained, error)) from error
     return model.state_dict()

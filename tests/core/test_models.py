@@ -1,15 +1,37 @@
-"""Every preset builds; small presets run forward and backward; paper presets have the paper's parameter counts."""
+"""Every preset builds; small presets run forward and backward; presets with pretrained weights build the towers
+those weights need (their activation; for the paper presets, the official parameter counts)."""
+import logging
+from pathlib import Path
+
+import open_clip
 import pytest
 import torch
+from open_clip.transformer import ResidualAttentionBlock
 
-from tqdm_core import create_model, list_presets
+from tqdm_core import Predictor, create_model, list_presets
+from tqdm_core.config import TqdmConfig
+from tqdm_core.presets import get_preset
 from tqdm_core.pretrained import PretrainedWeightsUnavailable
 
 SMALL_PRESETS = ["tqdm-tiny-rn", "tqdm-tiny-vit"]
+PRETRAINED_PRESETS = [name for name in list_presets() if get_preset(name).pretrained]
+DEFAULT_MODEL_REFERENCE = Path(__file__).resolve().parents[1] / "data" / "default_model_reference.pt"
 
 
 def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def tower_activations(model: torch.nn.Module) -> set[str]:
+    """Activation classes of the MLPs of every open_clip residual block (both CLIP towers): "QuickGELU" or
+    "GELU" (exact; a tanh-approximated GELU would show as "GELU(tanh)")."""
+    names = set()
+    for block in model.modules():
+        if isinstance(block, ResidualAttentionBlock):
+            activation = block.mlp.gelu
+            approximate = getattr(activation, "approximate", "none")
+            names.add(type(activation).__name__ + ("" if approximate == "none" else f"({approximate})"))
+    return names
 
 
 @pytest.mark.parametrize("name", SMALL_PRESETS)
@@ -35,12 +57,15 @@ def test_small_preset_forward_backward(name, size):
     assert model.text_encoder.token_embedding.weight.grad is None  # the text tower stays frozen
 
 
-def test_every_preset_builds():
-    # The two paper presets are built by the parameter-count test below; build the rest here.
-    for name in sorted(set(list_presets()) - {"tqdm-clip-vit-b16", "tqdm-eva02-l14"}):
+def test_every_preset_builds_the_activation_it_records():
+    # Presets with pretrained weights are built by the test below; build the rest here.
+    for name in sorted(set(list_presets()) - set(PRETRAINED_PRESETS)):
         model = create_model(name, pretrained=None, seed=0)
         assert model.preset == name
         assert count(model) > 0
+        recorded = get_preset(name).quick_gelu
+        assert recorded is not None and model.config.quick_gelu is recorded, name
+        assert tower_activations(model) == {"QuickGELU" if model.config.quick_gelu else "GELU"}, name
         del model
 
 
@@ -64,13 +89,59 @@ def module_counts(model):
     }
 
 
-@pytest.mark.parametrize("name,expected", [("tqdm-clip-vit-b16", CLIP_B16_COUNTS), ("tqdm-eva02-l14", EVA_L14_COUNTS)])
-def test_paper_parameter_counts_within_two_percent(name, expected):
-    counts = module_counts(create_model(name, pretrained=None, seed=0))
-    for module, value in expected.items():
-        assert abs(counts[module] - value) <= 0.02 * value, f"{module}: {counts[module]} vs paper {value}"
+PAPER_COUNTS = {"tqdm-clip-vit-b16": CLIP_B16_COUNTS, "tqdm-eva02-l14": EVA_L14_COUNTS}
+
+
+@pytest.mark.parametrize("name", PRETRAINED_PRESETS)
+def test_pretrained_presets_build_the_towers_their_weights_need(name):
+    """Guard for every preset with a pretrained tag (one build each, ~10 s for EVA02-L).
+
+    The residual blocks of both towers use the activation open_clip's pretrained config gives that tag (OpenAI
+    CLIP: QuickGELU; a mismatch only makes open_clip log a warning, and fine-tunes a tower with the wrong
+    activation). The paper presets also have the official parameter counts.
+    """
+    preset = get_preset(name)
+    tag_config = open_clip.get_pretrained_cfg(preset.backbone.open_clip_model, preset.pretrained)
+    assert tag_config, f"'{preset.pretrained}' is not an open_clip tag of {preset.backbone.open_clip_model}"
+    model = create_model(name, pretrained=None, seed=0)
+    assert model.config.quick_gelu is bool(tag_config.get("quick_gelu", False))
+    assert tower_activations(model) == {"QuickGELU" if tag_config.get("quick_gelu", False) else "GELU"}
+    if name in PAPER_COUNTS:
+        counts = module_counts(model)
+        for module, value in PAPER_COUNTS[name].items():
+            assert abs(counts[module] - value) <= 0.02 * value, f"{module}: {counts[module]} vs paper {value}"
     if name == "tqdm-clip-vit-b16":
-        assert counts == CLIP_B16_COUNTS  # the re-implementation matches the official ViT-B/16 model exactly
+        assert module_counts(model) == CLIP_B16_COUNTS  # the re-implementation matches the official model exactly
+
+
+@pytest.mark.parametrize("name,quick_gelu,warned", [("tqdm-clip-rn50", True, True), ("tqdm-tiny-vit", False, False)])
+def test_configs_saved_before_the_activation_was_recorded(name, quick_gelu, warned, caplog):
+    """A config without the field (older checkpoints): a CLIP preset's real weights are all QuickGELU, so it loads
+    as QuickGELU with a one-line warning; a preset trained from scratch keeps the exact GELU it was trained with."""
+    old = get_preset(name).to_dict()
+    del old["quick_gelu"]
+    with caplog.at_level(logging.WARNING, logger="tqdm_core.builder"):
+        model = create_model(name, pretrained=None, seed=0, config=TqdmConfig.from_dict(old))
+    assert model.config.quick_gelu is quick_gelu  # recorded now: a re-saved checkpoint says what it was built with
+    assert tower_activations(model) == {"QuickGELU" if quick_gelu else "GELU"}
+    messages = [record.getMessage() for record in caplog.records if record.name == "tqdm_core.builder"]
+    assert len(messages) == int(warned) and all("QuickGELU" in m and "\n" not in m for m in messages)
+
+
+def test_default_model_outputs_are_unchanged_bit_for_bit():
+    """The shipped default model (tqdm-small-rn, trained from scratch with exact GELU, saved before the activation
+    was recorded) still builds exact GELU and gives, bit for bit, the outputs recorded with the code before the
+    field existed (commit 1143a30; tests/data/default_model_reference.pt, one CamVid sample frame at 96x128).
+    QuickGELU in its text tower moves the mask logits by up to 0.15 and the text embeddings by up to 0.09."""
+    reference = torch.load(DEFAULT_MODEL_REFERENCE, weights_only=True)
+    model = Predictor.from_checkpoint().model
+    assert model.config.quick_gelu is False and tower_activations(model) == {"GELU"}
+    with torch.no_grad():
+        outputs = model(reference["images"])
+    for key in ("pred_logits", "pred_masks", "text_embeddings"):
+        ours = outputs[key][0] if key == "text_embeddings" else outputs[key]
+        difference = float((ours - reference[key]).abs().max())
+        assert torch.equal(ours, reference[key]), f"{key} differs from the recorded outputs by up to {difference:.2e}"
 
 
 def test_changing_the_class_list_changes_the_queries():
