@@ -6,16 +6,22 @@ ranges and choices into a typed :class:`NodeParameters`, and the tests check tha
 ``config/segment.yaml`` and ``launch/segment.launch.py`` name only parameters listed here.
 Parameters are read on ``configure``: a change made with ``ros2 param set`` takes effect at the
 next cleanup + configure, and an invalid one is refused when it is set.
+
+The inference parameters are the node's spelling of :class:`tqdm_core.InferenceOptions`
+(:data:`OPTION_NAMES`): their defaults, choices and ranges come from it, the rules that involve
+several of them are its own, and :meth:`NodeParameters.inference_options` hands them over to
+:func:`tqdm_core.load_predictor`. So a value the node accepts is one the Predictor accepts.
 """
 
 from dataclasses import dataclass
 import math
-import re
 from typing import Any, Optional
+
+from tqdm_core.inference.options import CHOICES, InferenceOptions, InvalidOption, RANGES
 
 from tqdm_ros.image_conversion import DEFAULT_MAX_PIXELS
 
-DEVICE_PATTERN = re.compile(r'^(cpu|cuda(:\d+)?)$')
+_OPTION_DEFAULTS = InferenceOptions()
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,9 @@ class ParameterSpec:
         choices: allowed values of a string parameter, or None.
         min_value: smallest allowed number, or None.
         max_value: largest allowed number, or None.
+        unset_value: a number outside the range that means "not set" (None of the option).
+        option: the :class:`tqdm_core.InferenceOptions` field this parameter sets, or None.
+        replaced_by: for a deprecated name, the parameter to use instead.
     """
 
     name: str
@@ -38,16 +47,38 @@ class ParameterSpec:
     choices: Optional[tuple[str, ...]] = None
     min_value: Optional[float] = None
     max_value: Optional[float] = None
+    unset_value: Optional[float] = None
+    option: Optional[str] = None
+    replaced_by: Optional[str] = None
 
     def constraints(self) -> str:
         """Human-readable constraints, shown in the descriptor and in error messages."""
         if self.choices is not None:
             return 'one of ' + ', '.join(repr(c) for c in self.choices)
+        unset = '' if self.unset_value is None else f'{self.unset_value} or '
         if self.min_value is not None and self.max_value is not None:
-            return f'in [{self.min_value}, {self.max_value}]'
+            return f'{unset}in [{self.min_value}, {self.max_value}]'
         if self.min_value is not None:
             return f'>= {self.min_value}'
         return ''
+
+
+def option_spec(name: str, option: str, description: str, *, default: Any = None,
+                unset_value: Optional[float] = None) -> ParameterSpec:
+    """A parameter that sets an InferenceOptions field: its choices and range are the option's.
+
+    Args:
+        name: the parameter name.
+        option: the InferenceOptions field.
+        description: one line for ``ros2 param describe``.
+        default: the node's default; None: the option's default.
+        unset_value: the parameter value that leaves the option None.
+    """
+    low, high = RANGES.get(option, (None, None))
+    return ParameterSpec(
+        name, getattr(_OPTION_DEFAULTS, option) if default is None else default, description,
+        choices=CHOICES.get(option), min_value=low, max_value=high, unset_value=unset_value,
+        option=option)
 
 
 PARAMETER_SPECS = (
@@ -61,40 +92,38 @@ PARAMETER_SPECS = (
     ParameterSpec(
         'checkpoint', 'default',
         "path of a tqdm checkpoint (tqdm_core.save_checkpoint); 'default': the model shipped in "
-        "the package; empty: build 'model' with untrained heads"),
+        "the package; empty: build 'preset' with untrained heads"),
     ParameterSpec(
-        'model', '',
-        'model preset; checked against the checkpoint (empty: accept the checkpoint preset), '
-        'built from scratch when checkpoint is empty'),
+        'preset', '',
+        'model preset; checked against the checkpoint before loading (empty: accept the '
+        'checkpoint preset), built with untrained heads when checkpoint is empty'),
+    ParameterSpec('model', '', "deprecated name of 'preset'", replaced_by='preset'),
     ParameterSpec(
         'pretrained', 'default',
         "CLIP tower weights when checkpoint is empty: 'default' (the preset's tag), another "
         "open_clip tag, a file, or 'none' (random)"),
-    ParameterSpec('device', 'cpu', "inference device: 'cpu', 'cuda' or 'cuda:<index>'"),
-    ParameterSpec('precision', 'fp32', 'inference precision', choices=('fp32', 'bf16', 'fp16')),
-    ParameterSpec(
-        'inference_mode', 'whole',
-        'whole image at once, or sliding windows (window / stride below)',
-        choices=('whole', 'slide')),
-    ParameterSpec('slide_window', 512, 'sliding window size in pixels', min_value=32,
-                  max_value=8192),
-    ParameterSpec('slide_stride', 341, 'sliding window stride in pixels, at most slide_window',
-                  min_value=16, max_value=8192),
-    ParameterSpec(
-        'input_scale', 0.0,
-        'resize factor applied before the model (speed); outputs are at the input resolution; '
-        "0: the checkpoint's recommended scale (1.0 without one)",
-        min_value=0.0, max_value=8.0),
-    ParameterSpec(
-        'confidence_threshold', 0.0,
-        'pixels whose confidence is below this become 255 (unlabeled); also sent in LabelInfo',
-        min_value=0.0, max_value=1.0),
+    option_spec('device', 'device', "inference device: 'cpu', 'cuda' or 'cuda:<index>'"),
+    option_spec('precision', 'precision', 'inference precision'),
+    option_spec('inference_mode', 'mode',
+                'whole image at once, or sliding windows (window / stride below)'),
+    option_spec('slide_window', 'window',
+                'sliding window size in pixels, a multiple of the model size divisor (32)'),
+    option_spec('slide_stride', 'stride', 'sliding window stride in pixels, at most slide_window'),
+    option_spec('input_scale', 'scale',
+                'resize factor applied before the model (speed); outputs are at the input '
+                "resolution; 0: the checkpoint's recommended scale (1.0 without one)",
+                default=0.0, unset_value=0.0),
+    option_spec('confidence_threshold', 'confidence_threshold',
+                'pixels whose confidence is below this become 255 (unlabeled); also sent in '
+                'LabelInfo'),
+    option_spec('max_batch_size', 'max_batch_size',
+                'most frames (from different cameras, same size) in one forward pass', default=4),
+    option_spec('compile', 'compile',
+                'run the network through torch.compile (the first frame of each size compiles)'),
+    option_spec('runtime', 'runtime',
+                "'onnxruntime': run the network in ONNX Runtime (CPU, fp32, no compile)"),
     ParameterSpec('max_rate_hz', 0.0, 'cap on inference runs per second; 0 means no cap',
                   min_value=0.0, max_value=1000.0),
-    ParameterSpec(
-        'max_batch_size', 4,
-        'most frames (from different cameras, same size) in one forward pass',
-        min_value=1, max_value=64),
     ParameterSpec(
         'input_qos', 'sensor_data',
         'image subscription QoS: sensor_data (best effort) or reliable',
@@ -121,6 +150,8 @@ PARAMETER_SPECS = (
 )
 
 SPECS_BY_NAME = {spec.name: spec for spec in PARAMETER_SPECS}
+# InferenceOptions field -> the node parameter that sets it.
+OPTION_NAMES = {spec.option: spec.name for spec in PARAMETER_SPECS if spec.option is not None}
 
 
 @dataclass(frozen=True)
@@ -130,6 +161,7 @@ class NodeParameters:
     input_topics: tuple[str, ...]
     output_namespace: str
     checkpoint: str
+    preset: str
     model: str
     pretrained: str
     device: str
@@ -139,8 +171,10 @@ class NodeParameters:
     slide_stride: int
     input_scale: float
     confidence_threshold: float
-    max_rate_hz: float
     max_batch_size: int
+    compile: bool
+    runtime: str
+    max_rate_hz: float
     input_qos: str
     input_qos_depth: int
     output_qos: str
@@ -151,6 +185,19 @@ class NodeParameters:
     diagnostics_period_s: float
     autostart: bool
 
+    def inference_options(self) -> InferenceOptions:
+        """The inference parameters as the options object the Predictor is built from.
+
+        Raises:
+            InvalidOption: a combination the Predictor cannot run (found by
+                :func:`validate_parameters` already for parameters read through it).
+        """
+        values = {}
+        for option, name in OPTION_NAMES.items():
+            value = getattr(self, name)
+            values[option] = None if value == SPECS_BY_NAME[name].unset_value else value
+        return InferenceOptions(**values)
+
 
 def parameter_help(program: str) -> str:
     """The ``--help`` text of the console script: usage and every parameter with its default."""
@@ -159,6 +206,8 @@ def parameter_help(program: str) -> str:
              'Parameters:', '']
     for spec in PARAMETER_SPECS:
         constraints = f' ({spec.constraints()})' if spec.constraints() else ''
+        if spec.replaced_by is not None:
+            constraints = f' (use {spec.replaced_by!r})'
         lines.append(f'  {spec.name} = {spec.default!r}')
         lines.append(f'      {spec.description}{constraints}')
     lines += ['', 'Defaults: config/segment.yaml; outputs, topics and diagnostics: README.md.']
@@ -212,6 +261,8 @@ def validate_value(spec: ParameterSpec, value: Any) -> Any:
             f'parameter {spec.name!r} must be {spec.constraints()}, got {value!r}')
     if isinstance(value, float) and not math.isfinite(value):
         raise ParameterError(f'parameter {spec.name!r} must be a finite number, got {value!r}')
+    if spec.unset_value is not None and value == spec.unset_value:
+        return value
     if spec.min_value is not None and value < spec.min_value or (
             spec.max_value is not None and value > spec.max_value):
         raise ParameterError(
@@ -239,19 +290,22 @@ def validate_parameters(values: dict[str, Any]) -> NodeParameters:
     if len(set(checked['input_topics'])) != len(checked['input_topics']):
         raise ParameterError(f"parameter 'input_topics' lists a topic twice: "
                              f"{list(checked['input_topics'])}")
-    if not DEVICE_PATTERN.match(checked['device']):
+    if checked['model']:
+        if checked['preset'] not in ('', checked['model']):
+            raise ParameterError(
+                f"parameters 'preset' ({checked['preset']!r}) and 'model' ({checked['model']!r}, "
+                "its deprecated name) disagree; set only 'preset'")
+        checked['preset'] = checked['model']
+    if not checked['checkpoint'] and not checked['preset']:
         raise ParameterError(
-            f"parameter 'device' must be 'cpu', 'cuda' or 'cuda:<index>', "
-            f"got {checked['device']!r}")
-    if not checked['checkpoint'] and not checked['model']:
-        raise ParameterError(
-            "parameters 'checkpoint' and 'model' are both empty; set a checkpoint path or a "
-            'model preset name')
-    if checked['slide_stride'] > checked['slide_window']:
-        raise ParameterError(
-            f"parameter 'slide_stride' ({checked['slide_stride']}) must not exceed "
-            f"'slide_window' ({checked['slide_window']}): windows would leave gaps")
-    return NodeParameters(**checked)
+            "parameters 'checkpoint' and 'preset' are both empty; set a checkpoint path, "
+            "'default' or a model preset name")
+    parameters = NodeParameters(**checked)
+    try:
+        parameters.inference_options()
+    except InvalidOption as error:
+        raise ParameterError(f'parameter {error.describe(OPTION_NAMES)}') from None
+    return parameters
 
 
 def declare_parameters(node) -> None:

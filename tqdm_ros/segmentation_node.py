@@ -29,8 +29,9 @@ each computed only while it has subscribers:
 
 Health goes to ``/diagnostics`` (see :mod:`tqdm_ros.diagnostics`).
 
-tqdm_core (torch, open_clip, timm: several seconds to import) is imported on configure, not at
-start, so that an invalid parameter is reported at once.
+The model stack (open_clip, timm) is imported on configure, not at start, so that an invalid
+parameter is reported within a second or two (the parameter table itself imports
+tqdm_core.InferenceOptions, and with it torch).
 """
 
 from __future__ import annotations
@@ -75,31 +76,19 @@ WORKER_JOIN_TIMEOUT_S = 60.0
 
 
 def load_predictor(params: NodeParameters):
-    """Build the tqdm_core Predictor the parameters describe.
+    """Build the tqdm_core Predictor the parameters describe (`tqdm_core.load_predictor`).
 
     Raises:
         FileNotFoundError, ValueError, tqdm_core.CheckpointError: missing, corrupt or
-            mismatched checkpoint, unknown preset, unavailable device.
+            mismatched checkpoint (the preset is checked before the model is built), unknown
+            preset, unavailable device.
     """
-    from tqdm_core import create_model, Predictor
+    import tqdm_core
 
-    options = {
-        'device': params.device, 'precision': params.precision, 'mode': params.inference_mode,
-        'window': params.slide_window, 'stride': params.slide_stride,
-        'scale': params.input_scale or None, 'confidence_threshold': params.confidence_threshold,
-        'max_batch_size': params.max_batch_size}
-    if params.checkpoint:
-        path = None if params.checkpoint == 'default' else params.checkpoint
-        predictor = Predictor.from_checkpoint(path, **options)
-        stored = predictor.describe()['model']
-        if params.model and stored != params.model:
-            raise ValueError(
-                f'checkpoint {params.checkpoint!r} holds preset {stored!r} but parameter model '
-                f'is {params.model!r}; set model to {stored!r} (or to an empty string)')
-        return predictor
-    options['scale'] = params.input_scale or 1.0
-    pretrained = None if params.pretrained == 'none' else params.pretrained
-    return Predictor(create_model(params.model, pretrained=pretrained), **options)
+    return tqdm_core.load_predictor(
+        params.checkpoint or None, preset=params.preset or None,
+        pretrained=None if params.pretrained == 'none' else params.pretrained,
+        options=params.inference_options())
 
 
 def camera_output_namespace(input_topic: str, output_namespace: str) -> str:
@@ -284,7 +273,10 @@ class SegmentationNode(LifecycleNode):
         self.destroy_timer(self._diagnostics_timer)
         self._diagnostics_timer = self._create_diagnostics_timer()
         self._health.reset_cameras(tuple(self.resolve_topic_name(t) for t in params.input_topics))
-        source = params.checkpoint or f'preset {params.model}, towers {params.pretrained!r}'
+        source = params.checkpoint or f'preset {params.preset}, towers {params.pretrained!r}'
+        if params.model:
+            self.get_logger().warning(
+                "parameter 'model' is deprecated and will be removed: set 'preset' instead")
         self._health.set_state(diagnostics.STATE_LOADING, source)
         self.get_logger().info(f'loading model {source} on {params.device}, {params.precision}')
         if not params.checkpoint:

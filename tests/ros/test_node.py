@@ -73,7 +73,7 @@ def setup(ros_domain, tmp_path_factory):
         create_model('tqdm-tiny-rn', pretrained=None, seed=0), workdir / 'tiny.pt'))
     threshold = float(np.median(Predictor.from_checkpoint(checkpoint).predict(FRAME_A).confidence))
     predictor = Predictor.from_checkpoint(checkpoint, confidence_threshold=threshold)
-    common = {'checkpoint': checkpoint, 'model': 'tqdm-tiny-rn', 'diagnostics_period_s': 0.2}
+    common = {'checkpoint': checkpoint, 'preset': 'tqdm-tiny-rn', 'diagnostics_period_s': 0.2}
     shipped = str(REPO_ROOT / 'config' / 'segment.yaml')
     processes = {
         'main': NodeProcess(node_command(

@@ -6,15 +6,22 @@ import dataclasses
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
+from tqdm_core import create_model, InferenceOptions, InvalidOption, Predictor
+from tqdm_core.inference.options import CHOICES, RANGES
 
 from tests.ros.ros_harness import REPO_ROOT, reserved_domain
 from tqdm_ros.parameters import (
-    NodeParameters, PARAMETER_SPECS, ParameterError, SPECS_BY_NAME, validate_parameters,
-    validate_value)
+    NodeParameters, OPTION_NAMES, PARAMETER_SPECS, ParameterError, SPECS_BY_NAME,
+    validate_parameters, validate_value)
 from tqdm_ros.segmentation_node import SegmentationNode
 import yaml
 
 DEFAULTS = {spec.name: spec.default for spec in PARAMETER_SPECS}
+
+
+@pytest.fixture(scope='module')
+def tiny_model():
+    return create_model('tqdm-tiny-rn', pretrained=None, seed=0)
 
 
 @pytest.fixture(scope='module')
@@ -49,7 +56,7 @@ def test_every_field_has_a_spec_and_the_defaults_are_valid():
 def test_config_file_lists_every_parameter_with_its_default():
     config = yaml.safe_load((REPO_ROOT / 'config' / 'segment.yaml').read_text())
     values = config['/**/segmentation_node']['ros__parameters']
-    assert list(values) == list(DEFAULTS)
+    assert list(values) == [s.name for s in PARAMETER_SPECS if s.replaced_by is None]
     for name, value in values.items():
         assert value == DEFAULTS[name], name
 
@@ -61,7 +68,11 @@ def test_config_file_lists_every_parameter_with_its_default():
     ('confidence_threshold', 1.5, "'confidence_threshold' must be in [0.0, 1.0], got 1.5"),
     ('confidence_threshold', float('nan'), "'confidence_threshold' must be a finite number"),
     ('max_rate_hz', -1.0, "'max_rate_hz' must be in [0.0, 1000.0], got -1.0"),
-    ('precision', 'fp8', "'precision' must be one of 'fp32', 'bf16', 'fp16', got 'fp8'"),
+    ('precision', 'fp8', "'precision' must be one of "
+     f"{', '.join(repr(c) for c in CHOICES['precision'])}, got 'fp8'"),
+    ('input_scale', 0.01, "'input_scale' must be 0.0 or in [0.05, 8.0], got 0.01"),
+    ('slide_window', 16, "'slide_window' must be in [32, 8192], got 16"),
+    ('runtime', 'tensorrt', "'runtime' must be one of 'torch', 'onnxruntime', got 'tensorrt'"),
     ('input_qos', 'best_effort', "'input_qos' must be one of 'sensor_data', 'reliable'"),
     ('input_topics', [1, 2], "'input_topics' must be a list of strings, got [1, 2]"),
 ])
@@ -80,13 +91,62 @@ def test_an_integer_is_accepted_for_a_float_parameter():
     ({'input_topics': None}, "'input_topics' is empty"),
     ({'input_topics': ['/a/image', '/a/image']}, 'lists a topic twice'),
     ({'device': 'gpu'}, "'device' must be 'cpu', 'cuda' or 'cuda:<index>', got 'gpu'"),
-    ({'checkpoint': '', 'model': ''}, "'checkpoint' and 'model' are both empty"),
-    ({'slide_window': 256, 'slide_stride': 300}, "'slide_stride' (300) must not exceed"),
+    ({'checkpoint': '', 'preset': ''}, "'checkpoint' and 'preset' are both empty"),
+    ({'slide_window': 256, 'slide_stride': 300},
+     "parameter 'slide_stride' must be at most 'slide_window' (256): windows would leave gaps"),
+    ({'precision': 'fp16'}, "parameter 'precision' must be 'fp32' or 'bf16' on the CPU ('fp16' "
+                            "needs a CUDA 'device')"),
+    ({'runtime': 'onnxruntime', 'compile': True}, "'compile' is off"),
+    ({'preset': 'tqdm-tiny-rn', 'model': 'tqdm-tiny-vit'},
+     "'preset' ('tqdm-tiny-rn') and 'model'"),
 ])
 def test_rules_across_parameters(changes, message):
     with pytest.raises(ParameterError) as error:
         validate_parameters({**DEFAULTS, **changes})
     assert message in str(error.value)
+
+
+def test_inference_parameters_are_the_options_with_their_ranges_and_defaults():
+    """Every inference parameter maps to one InferenceOptions field with the same choices and range
+    (input_scale adds 0 = the checkpoint's recommendation); the defaults map to the options'."""
+    assert set(OPTION_NAMES) == {f.name for f in dataclasses.fields(InferenceOptions)}
+    for option, name in OPTION_NAMES.items():
+        spec = SPECS_BY_NAME[name]
+        assert spec.choices == CHOICES.get(option), name
+        assert (spec.min_value, spec.max_value) == RANGES.get(option, (None, None)), name
+    options = validate_parameters(DEFAULTS).inference_options()
+    assert options == InferenceOptions(max_batch_size=4)  # the node batches at most 4 cameras
+    assert validate_parameters({**DEFAULTS, 'input_scale': 0.5}).inference_options().scale == 0.5
+
+
+@pytest.mark.parametrize('name', sorted(n for n, s in SPECS_BY_NAME.items()
+                                        if s.option in RANGES))
+def test_node_and_predictor_agree_on_every_range(name, tiny_model):
+    """The ends of each range pass the node and build a Predictor; just outside, the node refuses
+    and, where the Predictor has that bound itself, so does it."""
+    spec = SPECS_BY_NAME[name]
+    step = 1 if isinstance(spec.default, int) else 1e-6
+    # A window no larger than the stride bound, a stride no smaller than the window bound.
+    extra = ({'slide_stride': 16} if name == 'slide_window'
+             else {'slide_window': 8192} if name == 'slide_stride' else {})
+    for value in (spec.min_value, spec.max_value):
+        params = validate_parameters({**DEFAULTS, **extra, name: value})
+        arguments = params.inference_options().predictor_arguments(recommended_scale=None)
+        Predictor(tiny_model, **arguments)
+    for value in (spec.min_value - step, spec.max_value + step):
+        if value != spec.unset_value:
+            with pytest.raises(ParameterError, match=f"'{name}' must be"):
+                validate_parameters({**DEFAULTS, **extra, name: value})
+            with pytest.raises(InvalidOption):
+                InferenceOptions(**{spec.option: value})
+    if spec.option in ('scale', 'confidence_threshold'):
+        with pytest.raises(ValueError, match=f'{spec.option} must be in'):
+            Predictor(tiny_model, **{spec.option: spec.min_value - step})
+
+
+def test_deprecated_model_is_read_as_preset():
+    params = validate_parameters({**DEFAULTS, 'checkpoint': '', 'model': 'tqdm-tiny-rn'})
+    assert (params.preset, params.model) == ('tqdm-tiny-rn', 'tqdm-tiny-rn')
 
 
 def test_devices_accepted():
@@ -138,7 +198,8 @@ def test_help_prints_every_parameter_and_exits_without_starting(argv, capsys):
     assert text.startswith('usage: segmentation_node')
     for spec in PARAMETER_SPECS:
         assert f'  {spec.name} = {spec.default!r}\n      {spec.description}' in text
-    assert "precision = 'fp32'\n      inference precision (one of 'fp32', 'bf16', 'fp16')" in text
+    assert f"precision = {DEFAULTS['precision']!r}\n      inference precision (one of " in text
+    assert "  model = ''\n      deprecated name of 'preset' (use 'preset')" in text
     assert not rclpy.ok()  # rclpy was never initialised
 
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from tqdm_core import CITYSCAPES_19, create_model, save_checkpoint
+from tqdm_core import CheckpointError, CITYSCAPES_19, create_model, save_checkpoint
 
 from tqdm_ros.class_table_json import class_table_to_json
 from tqdm_ros.parameters import PARAMETER_SPECS, validate_parameters
@@ -68,12 +68,13 @@ def test_load_predictor_checks_the_checkpoint_preset(tmp_path):
     checkpoint = str(save_checkpoint(create_model('tqdm-tiny-rn', pretrained=None, seed=0),
                                      tmp_path / 'tiny.pt'))
     defaults = {spec.name: spec.default for spec in PARAMETER_SPECS}
-    params = validate_parameters({**defaults, 'checkpoint': checkpoint, 'model': ''})
-    assert load_predictor(params).describe()['model'] == 'tqdm-tiny-rn'
+    params = validate_parameters({**defaults, 'checkpoint': checkpoint, 'input_scale': 0.5})
+    predictor = load_predictor(params)
+    assert predictor.describe()['model'] == 'tqdm-tiny-rn' and predictor.scale == 0.5
     mismatch = validate_parameters({**defaults, 'checkpoint': checkpoint,
-                                    'model': 'tqdm-clip-vit-b16'})
-    with pytest.raises(ValueError, match="holds preset 'tqdm-tiny-rn' but parameter model is "
-                                         "'tqdm-clip-vit-b16'"):
+                                    'preset': 'tqdm-clip-vit-b16'})
+    with pytest.raises(CheckpointError, match="saved for preset 'tqdm-tiny-rn' but preset "
+                                              "'tqdm-clip-vit-b16' was requested"):
         load_predictor(mismatch)
     missing = validate_parameters({**defaults, 'checkpoint': str(tmp_path / 'none.pt')})
     with pytest.raises(FileNotFoundError):

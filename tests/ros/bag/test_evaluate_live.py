@@ -26,7 +26,7 @@ NODE_START_TIMEOUT_S = 120.0  # torch import and model load on a shared 2-core m
 def node(ros_domain, tiny_checkpoint, tmp_path_factory):
     params = tmp_path_factory.mktemp('node') / 'node.yaml'
     params.write_text(yaml.safe_dump({'/**/segmentation_node': {'ros__parameters': {
-        'checkpoint': str(tiny_checkpoint), 'model': 'tqdm-tiny-rn',
+        'checkpoint': str(tiny_checkpoint), 'preset': 'tqdm-tiny-rn',
         'input_topics': ['/camera/image_raw']}}}))
     process = NodeProcess(node_command(
         '--params-file', str(REPO_ROOT / 'config' / 'segment.yaml'), '--params-file', str(params)))
