@@ -11,7 +11,9 @@ mmcv: `{"meta": ..., "state_dict": ..., "optimizer": ...}`. Its state dict holds
 - what inference does not use: the frozen teacher `reg_E0.*`, and in EVA files the RoPE tables (one per block)
   and the text tower's non-persistent causal mask, which mmcv saves anyway.
 
-Every official tensor is mapped exactly once or dropped for a stated reason; anything else is an error.
+Key rules depend only on the backbone kind ("vit": tqdm_CLIP, "eva": tqdm_EVA_CLIP), so a checkpoint converts into
+any preset of its kind whose sizes match (the paper presets, or `tqdm-clip-vit-tiny-official` for the tiny parity
+fixture). Every official tensor is mapped exactly once or dropped for a stated reason; anything else is an error.
 No tensor changes layout except `contexts`, whose leading batch axis of 1 is removed.
 """
 from __future__ import annotations
@@ -25,27 +27,38 @@ from timm.models.eva import checkpoint_filter_fn as timm_eva_checkpoint_filter
 from torch import nn
 
 from tqdm_core.checkpoint import CHECKPOINT_FORMAT, CheckpointError
+from tqdm_core.presets import get_preset, list_presets
 
-# Official segmentor class and the preset that reproduces it.
-OFFICIAL_PRESETS: dict[str, str] = {
-    "tqdm-clip-vit-b16": "tqdm_CLIP (CLIP ViT-B/16)",
-    "tqdm-eva02-l14": "tqdm_EVA_CLIP (EVA02-CLIP-L/14)",
+# Backbone kind -> the official segmentor class saved with it.
+OFFICIAL_MODELS: dict[str, str] = {
+    "vit": "tqdm_CLIP (CLIP ViT)",
+    "eva": "tqdm_EVA_CLIP (EVA02-CLIP ViT)",
 }
+# Backbone kind -> the preset of the released checkpoints (the converter's choice when none is given).
+RELEASED_PRESETS: dict[str, str] = {"vit": "tqdm-clip-vit-b16", "eva": "tqdm-eva02-l14"}
 
 # Every official quirk ON (METHOD.md 11), whatever the preset defaults become: converted weights reproduce the
-# official outputs only under the official computation. The released models predict the 19 Cityscapes classes.
+# official outputs only under the official computation. Sizes (widths, depths, FFN widths) come from the preset.
+# The released models predict the 19 Cityscapes classes.
 _OFFICIAL_HEADS: dict[str, Any] = {
     "class_table": "cityscapes19",
     "classes": None,
     "context_decoder": {"enabled": True, "gamma_init": "trunc_normal"},
-    "pixel_decoder": {"ffn_dim": 2048, "final_norm": True, "text_attention": True},
+    "pixel_decoder": {"final_norm": True, "text_attention": True},
     "decoder": {"textual_queries": True},
 }
 OFFICIAL_CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
-    # DenseCLIP's ViT wrapper adds the class embedding twice to the CLS token; the EVA wrapper adds it once.
-    "tqdm-clip-vit-b16": {"backbone": {"double_class_embedding": True}, **_OFFICIAL_HEADS},
-    "tqdm-eva02-l14": {"backbone": {"double_class_embedding": False}, **_OFFICIAL_HEADS},
+    # DenseCLIP's ViT wrapper adds the class embedding twice to the CLS token, and the official CLIP residual
+    # block hard-codes QuickGELU in both towers, whatever the weights. The EVA wrapper adds the class embedding
+    # once; its text tower uses exact GELU.
+    "vit": {"backbone": {"double_class_embedding": True}, "quick_gelu": True, **_OFFICIAL_HEADS},
+    "eva": {"backbone": {"double_class_embedding": False}, "quick_gelu": False, **_OFFICIAL_HEADS},
 }
+
+
+def official_presets() -> list[str]:
+    """Presets an official checkpoint can be converted into: those whose backbone kind has an official model."""
+    return [name for name in list_presets() if get_preset(name).backbone.kind in OFFICIAL_MODELS]
 
 # Keys of tensors inference does not need, with the reason they are dropped.
 _DROPPED: tuple[tuple[re.Pattern, str], ...] = (
@@ -110,15 +123,15 @@ _COMMON_PREFIXES: tuple[tuple[str, str], ...] = (
 )
 # The CLIP ViT keeps open_clip's names; EVA backbone keys go through timm's EVA-CLIP filter instead.
 _BACKBONE_PREFIXES: dict[str, tuple[tuple[str, str], ...]] = {
-    "tqdm-clip-vit-b16": (("backbone.", "backbone.visual."),),
-    "tqdm-eva02-l14": (),
+    "vit": (("backbone.", "backbone.visual."),),
+    "eva": (),
 }
 _EVA_TRUNK = "backbone.visual.trunk."
 
-# Keys that identify each official segmentor.
+# Keys that identify each official segmentor, by backbone kind.
 _MARKERS: dict[str, str] = {
-    "tqdm-clip-vit-b16": "backbone.conv1.weight",
-    "tqdm-eva02-l14": "backbone.patch_embed.proj.weight",
+    "vit": "backbone.conv1.weight",
+    "eva": "backbone.patch_embed.proj.weight",
 }
 _REQUIRED_PARTS = ("text_encoder.", "context_decoder.", "decode_head.")
 
@@ -152,38 +165,42 @@ def official_state_dict(payload: Any, *, source: str) -> dict[str, torch.Tensor]
     return dict(state)
 
 
-def detect_official_preset(state: Mapping[str, torch.Tensor], *, source: str = "checkpoint") -> str:
-    """The preset whose model the official state dict belongs to.
+def detect_official_kind(state: Mapping[str, torch.Tensor], *, source: str = "checkpoint") -> str:
+    """The backbone kind ("vit" or "eva") of the official segmentor the state dict belongs to.
 
     Raises:
         CheckpointError: the keys are not those of an official tqdm segmentor.
     """
-    presets = [preset for preset, marker in _MARKERS.items() if marker in state]
+    kinds = [kind for kind, marker in _MARKERS.items() if marker in state]
     missing_parts = [part for part in _REQUIRED_PARTS if not any(k.startswith(part) for k in state)]
-    if len(presets) != 1 or missing_parts:
+    if len(kinds) != 1 or missing_parts:
         examples = sorted(state)[:8]
         raise CheckpointError(
             f"'{source}' is not an official tqdm checkpoint: expected the mmsegmentation keys of tqdm_CLIP "
-            f"('{_MARKERS['tqdm-clip-vit-b16']}') or tqdm_EVA_CLIP ('{_MARKERS['tqdm-eva02-l14']}') with "
+            f"('{_MARKERS['vit']}') or tqdm_EVA_CLIP ('{_MARKERS['eva']}') with "
             f"{list(_REQUIRED_PARTS)} sub-modules; found {len(state)} keys such as {examples}. Download the "
             f"released checkpoints linked in the official README (github.com/ByeongHyunPak/tqdm)")
-    return presets[0]
+    return kinds[0]
 
 
 def convert_official_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module) -> OfficialConversion:
-    """Re-key an official state dict for `model` (built from an official preset with OFFICIAL_CONFIG_OVERRIDES).
+    """Re-key an official state dict for `model` (a preset of the file's backbone kind built with
+    OFFICIAL_CONFIG_OVERRIDES of that kind).
 
     Raises:
-        CheckpointError: the file belongs to another preset, or has unknown keys, lacks keys the model needs,
+        ValueError: the model's backbone kind has no official model.
+        CheckpointError: the file holds the other backbone kind, or has unknown keys, lacks keys the model needs,
             maps two tensors to one key, or has tensors of other shapes. One error lists every problem found.
     """
-    preset = model.preset
-    if preset not in OFFICIAL_PRESETS:
-        raise ValueError(f"preset '{preset}' has no official checkpoint; official presets: {list(OFFICIAL_PRESETS)}")
-    detected = detect_official_preset(state)
-    if detected != preset:
-        raise CheckpointError(f"the checkpoint holds an official {OFFICIAL_PRESETS[detected]} model but the target "
-                              f"model is '{preset}'; convert it for preset '{detected}'")
+    preset, kind = model.preset, model.config.backbone.kind
+    if kind not in OFFICIAL_MODELS:
+        raise ValueError(f"preset '{preset}' has a '{kind}' backbone, for which no official model exists; "
+                         f"official checkpoints convert into the presets {official_presets()}")
+    detected = detect_official_kind(state)
+    if detected != kind:
+        raise CheckpointError(f"the checkpoint holds an official {OFFICIAL_MODELS[detected]} model but the target "
+                              f"preset '{preset}' has a '{kind}' backbone; convert it for a '{detected}' preset such "
+                              f"as '{RELEASED_PRESETS[detected]}'")
     conversion = OfficialConversion()
     kept: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
@@ -192,7 +209,7 @@ def convert_official_state_dict(state: Mapping[str, torch.Tensor], model: nn.Mod
             kept[key] = tensor
         else:
             conversion.dropped.setdefault(reason, []).append(key)
-    names = _our_names(kept, preset, model)
+    names = _our_names(kept, kind, model)
     target = model.state_dict()
     problems = []
     unknown = sorted(key for key in kept if names.get(key) not in target)
@@ -218,14 +235,15 @@ def convert_official_state_dict(state: Mapping[str, torch.Tensor], model: nn.Mod
                             f"{tuple(target[ours].shape)}")
         conversion.state_dict[ours] = tensor
     if problems:
-        raise CheckpointError(f"the official {OFFICIAL_PRESETS[preset]} checkpoint does not fit preset '{preset}' "
-                              f"(a different model version or configuration?):\n  " + "\n  ".join(problems[:12]))
+        raise CheckpointError(f"the official {OFFICIAL_MODELS[kind]} checkpoint does not fit preset '{preset}' "
+                              f"(another model size, version or configuration? choose the preset of its size):\n  "
+                              + "\n  ".join(problems[:12]))
     return conversion
 
 
-def _our_names(state: Mapping[str, torch.Tensor], preset: str, model: nn.Module) -> dict[str, str]:
+def _our_names(state: Mapping[str, torch.Tensor], kind: str, model: nn.Module) -> dict[str, str]:
     """official key -> our key, for every key a rule covers (the caller reports the rest)."""
-    rules = sorted(_COMMON_PREFIXES + _BACKBONE_PREFIXES[preset], key=lambda rule: -len(rule[0]))
+    rules = sorted(_COMMON_PREFIXES + _BACKBONE_PREFIXES[kind], key=lambda rule: -len(rule[0]))
     compiled = [(re.compile(re.escape(theirs).replace(r"\{i\}", r"(?P<i>\d+)")), ours) for theirs, ours in rules]
     names: dict[str, str] = {}
     eva_trunk: dict[str, torch.Tensor] = {}
@@ -239,7 +257,7 @@ def _our_names(state: Mapping[str, torch.Tensor], preset: str, model: nn.Module)
                 names[key] = ours.replace("{i}", match.groupdict().get("i") or "") + key[match.end():]
                 break
         else:
-            if preset == "tqdm-eva02-l14" and key.startswith("backbone."):
+            if kind == "eva" and key.startswith("backbone."):
                 eva_trunk[key[len("backbone."):]] = state[key]
     if eva_trunk:
         names.update({f"backbone.{key}": _EVA_TRUNK + name

@@ -3,11 +3,14 @@
     python -m training.convert_official tqdm_eva02_clip_vit_l_gta.pth tqdm-eva02-l14-gta.pt
     python -m training.convert_official OFFICIAL.pth OUT.pt --preset tqdm-clip-vit-b16
 
-The preset is detected from the keys (`--preset auto`). Every official tensor is mapped exactly once or dropped
-for a stated reason (the frozen teacher, RoPE tables, the text causal mask); anything else stops the conversion
-with the offending keys. The output holds the preset, its config with every official quirk ON, the Cityscapes-19
-class table and the weights, written atomically; load it with `tqdm_core.load_checkpoint` or
-`Predictor.from_checkpoint`. No CLIP weights are needed.
+The backbone kind (tqdm_CLIP: "vit", tqdm_EVA_CLIP: "eva") is detected from the keys; `--preset auto` then takes
+the preset of the released checkpoints of that kind, and `--preset NAME` any preset of that kind whose sizes fit
+the file (e.g. tqdm-clip-vit-tiny-official for the tiny parity fixture). Every official tensor is mapped exactly
+once or dropped for a stated reason (the frozen teacher, RoPE tables, the text causal mask); anything else stops
+the conversion with the offending keys. The output holds the preset, its config with every official quirk ON
+(CLIP towers with QuickGELU, as the official code hard-codes), the Cityscapes-19 class table and the weights,
+written atomically; load it with `tqdm_core.load_checkpoint` or `Predictor.from_checkpoint`. No CLIP weights are
+needed.
 """
 from __future__ import annotations
 
@@ -23,8 +26,10 @@ from typing import Any, Sequence
 import torch
 
 from tqdm_core import CheckpointError, create_model, save_checkpoint
-from tqdm_core.official_keys import (OFFICIAL_CONFIG_OVERRIDES, OFFICIAL_PRESETS, convert_official_state_dict,
-                                     detect_official_preset, official_state_dict)
+from tqdm_core.official_keys import (OFFICIAL_CONFIG_OVERRIDES, OFFICIAL_MODELS, RELEASED_PRESETS,
+                                     convert_official_state_dict, detect_official_kind, official_presets,
+                                     official_state_dict)
+from tqdm_core.presets import get_preset
 
 # Scalar fields of mmcv's checkpoint `meta` worth keeping as provenance (the training config text included).
 _META_FIELDS = ("mmcv_version", "time", "iter", "epoch", "seed", "exp_name", "config")
@@ -36,6 +41,7 @@ class ConversionSummary:
 
     source: Path
     output: Path
+    official_model: str
     preset: str
     mapped_tensors: int
     mapped_values: int
@@ -44,7 +50,7 @@ class ConversionSummary:
     seconds: float
 
     def report(self) -> str:
-        lines = [f"converted {self.source} ({OFFICIAL_PRESETS[self.preset]}) -> {self.output}",
+        lines = [f"converted {self.source} ({self.official_model}) -> {self.output}",
                  f"  preset {self.preset}, official quirks on, classes cityscapes19"
                  + (f", trained {self.official_iteration} iterations" if self.official_iteration else ""),
                  f"  mapped  {self.mapped_tensors:5d} tensors {self.mapped_values / 1e6:8.1f} M values"]
@@ -92,34 +98,38 @@ def convert_official_checkpoint(source: str | Path, output: str | Path, *, prese
     Args:
         source: the official `.pth` file.
         output: the tqdm_core checkpoint to write (atomically; its folder is created).
-        preset: "auto" (detect from the keys) or one of OFFICIAL_PRESETS; must match the file.
+        preset: "auto" (the released preset of the file's backbone kind) or any preset of that kind (see
+            `official_presets()`) whose sizes fit the file.
         allow_pickle: read the file with `weights_only=False` (executes code from the file: trusted files only).
     """
     started = time.monotonic()
     source, output = Path(source), Path(output)
     if output.resolve() == source.resolve():
         raise ValueError(f"output '{output}' is the official checkpoint itself; choose another file name")
-    if preset != "auto" and preset not in OFFICIAL_PRESETS:
-        raise ValueError(f"--preset must be 'auto' or one of {list(OFFICIAL_PRESETS)}, got '{preset}'")
+    if preset != "auto" and preset not in official_presets():
+        raise ValueError(f"--preset must be 'auto' or one of {official_presets()}, got '{preset}'")
     state, meta = read_official_checkpoint(source, allow_pickle=allow_pickle)
-    detected = detect_official_preset(state, source=str(source))
-    if preset not in ("auto", detected):
-        raise CheckpointError(f"'{source}' holds an official {OFFICIAL_PRESETS[detected]} model, not '{preset}'; "
-                              f"pass --preset {detected} or --preset auto")
-    model = create_model(detected, pretrained=None, overrides=OFFICIAL_CONFIG_OVERRIDES[detected])
+    kind = detect_official_kind(state, source=str(source))
+    preset = RELEASED_PRESETS[kind] if preset == "auto" else preset
+    if get_preset(preset).backbone.kind != kind:
+        matching = [name for name in official_presets() if get_preset(name).backbone.kind == kind]
+        raise CheckpointError(f"'{source}' holds an official {OFFICIAL_MODELS[kind]} model, but preset '{preset}' "
+                              f"has a '{get_preset(preset).backbone.kind}' backbone; pass --preset auto or one of "
+                              f"{matching}")
+    model = create_model(preset, pretrained=None, overrides=OFFICIAL_CONFIG_OVERRIDES[kind])
     conversion = convert_official_state_dict(state, model)
     model.load_state_dict(conversion.state_dict, strict=True)
     dropped = {reason: (len(keys), sum(state[key].numel() for key in keys))
                for reason, keys in conversion.dropped.items()}
     metadata = {
         "converted_from": source.name,
-        "official_model": OFFICIAL_PRESETS[detected],
+        "official_model": OFFICIAL_MODELS[kind],
         "official_meta": {k: meta[k] for k in _META_FIELDS if isinstance(meta.get(k), (str, int, float))},
         "dropped_official_tensors": {reason: tensors for reason, (tensors, _) in dropped.items()},
     }
     save_checkpoint(model.eval(), output, metadata=metadata)
     iteration = meta.get("iter")
-    return ConversionSummary(source=source, output=output, preset=detected,
+    return ConversionSummary(source=source, output=output, official_model=OFFICIAL_MODELS[kind], preset=preset,
                              mapped_tensors=len(conversion.state_dict),
                              mapped_values=sum(t.numel() for t in conversion.state_dict.values()),
                              dropped=dropped, official_iteration=iteration if isinstance(iteration, int) else None,
@@ -131,8 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="official checkpoint (.pth, mmsegmentation format)")
     parser.add_argument("output", type=Path, help="tqdm_core checkpoint to write (.pt)")
-    parser.add_argument("--preset", default="auto", choices=["auto", *OFFICIAL_PRESETS],
-                        help="model the checkpoint belongs to (default: detected from its keys)")
+    parser.add_argument("--preset", default="auto", choices=["auto", *official_presets()],
+                        help="preset to convert into: any preset of the file's backbone kind whose sizes fit "
+                             "(default: the released preset of the kind detected from the keys)")
     parser.add_argument("--allow-pickle", action="store_true",
                         help="read the file with weights_only=False if the safe loader refuses it "
                              "(executes code from the file: only for files you trust)")

@@ -10,10 +10,10 @@ from tqdm_core.losses import (
     MaskClassificationLoss,
     TqdmLoss,
     language_regularization,
+    pixel_text_scores,
     vision_language_regularization,
     vision_regularization,
 )
-from tqdm_core.losses import mask_classification_loss as mask_loss_module
 from tqdm_core.losses.mask_classification_loss import (
     dice_loss,
     fixed_matching_targets,
@@ -24,14 +24,18 @@ from tqdm_core.losses.mask_classification_loss import (
 LN3 = math.log(3.0)
 
 
-def _pixel_centres(mask_logits: torch.Tensor, **_: object) -> torch.Tensor:
-    """Stand-in for the importance sampler: every pixel centre of the (M, 1, H, W) masks, row-major, (M, HW, 2)."""
-    num_masks, _, height, width = mask_logits.shape
+def _pixel_centres(num_masks: int, height: int, width: int) -> torch.Tensor:
+    """Points injected instead of the importance sampler's: every pixel centre of an (H, W) map, row-major,
+    (M, HW, 2)."""
     ys, xs = torch.meshgrid(
         (torch.arange(height) + 0.5) / height, (torch.arange(width) + 0.5) / width, indexing="ij"
     )
     # (H, W) x 2 -> (HW, 2) -> (M, HW, 2)
     return torch.stack([xs, ys], dim=-1).view(1, height * width, 2).expand(num_masks, -1, -1).clone()
+
+
+# The one positive mask of TWO_CLASS_LABELS (class 0) at its four pixel centres.
+CENTRES = [_pixel_centres(1, 2, 2)]
 
 
 def _two_class_prediction() -> dict[str, torch.Tensor]:
@@ -60,20 +64,19 @@ def test_fixed_matching_assigns_query_k_to_class_k_or_no_object():
     assert class_targets.tolist() == [[0, 3, 2], [3, 3, 3]]
 
 
-def test_class_loss_weights_no_object_by_one_tenth(monkeypatch):
+def test_class_loss_weights_no_object_by_one_tenth():
     """Class cross-entropy with no-object weight 0.1 as a weighted mean.
 
     Query 0, target class 0, logits (0, 0, 0): CE = ln 3, weight 1.
     Query 1, target "no object" (index 2), logits (0, 0, ln 2): p = 2 / (1 + 1 + 2) = 1/2, CE = ln 2, weight 0.1.
     Weighted mean: (ln 3 + 0.1 ln 2) / 1.1 = 1.06175; times lambda_cls = 2.
     """
-    monkeypatch.setattr(mask_loss_module, "sample_uncertain_points", _pixel_centres)
-    losses = MaskClassificationLoss()(_two_class_prediction(), TWO_CLASS_LABELS)
+    losses = MaskClassificationLoss()(_two_class_prediction(), TWO_CLASS_LABELS, point_coords=CENTRES)
     expected = (math.log(3.0) + 0.1 * math.log(2.0)) / 1.1
     assert losses["loss_cls"].item() == pytest.approx(2.0 * expected, rel=1e-6)
 
 
-def test_mask_losses_on_every_pixel_treat_ignore_as_background(monkeypatch):
+def test_mask_losses_on_every_pixel_treat_ignore_as_background():
     """BCE and Dice of query 0 on the four pixel centres of the 2x2 labels [[0, 0], [255, 0]].
 
     Ground truth of class 0 at the centres: g = (1, 1, 0, 1): the ignore pixel is a negative. Predicted
@@ -83,19 +86,17 @@ def test_mask_losses_on_every_pixel_treat_ignore_as_background(monkeypatch):
     Dice: sum(p g) = 1.75, sum(p) = 2.25, sum(g) = 3 -> 1 - (2 x 1.75 + 1) / (2.25 + 3 + 1) = 1 - 4.5 / 6.25 = 0.28.
     Weighted: 5 x BCE, 5 x Dice.
     """
-    monkeypatch.setattr(mask_loss_module, "sample_uncertain_points", _pixel_centres)
-    losses = MaskClassificationLoss()(_two_class_prediction(), TWO_CLASS_LABELS)
+    losses = MaskClassificationLoss()(_two_class_prediction(), TWO_CLASS_LABELS, point_coords=CENTRES)
     expected_bce = (2.0 * math.log(4.0 / 3.0) + 3.0 * math.log(2.0)) / 4.0
     assert losses["loss_mask"].item() == pytest.approx(5.0 * expected_bce, rel=1e-6)
     assert losses["loss_dice"].item() == pytest.approx(5.0 * 0.28, rel=1e-6)
 
 
-def test_every_prediction_layer_is_supervised_and_summed(monkeypatch):
+def test_every_prediction_layer_is_supervised_and_summed():
     """Two auxiliary layers equal to the final one: d0.* and d1.* equal the final terms, total = 3 x (sum of 3)."""
-    monkeypatch.setattr(mask_loss_module, "sample_uncertain_points", _pixel_centres)
     outputs = _two_class_prediction()
     outputs["aux_outputs"] = [_two_class_prediction(), _two_class_prediction()]
-    losses = MaskClassificationLoss()(outputs, TWO_CLASS_LABELS)
+    losses = MaskClassificationLoss()(outputs, TWO_CLASS_LABELS, point_coords=CENTRES * 3)
     names = ["loss_cls", "loss_mask", "loss_dice"]
     assert list(losses) == [f"d0.{n}" for n in names] + [f"d1.{n}" for n in names] + names + ["total"]
     for name in names:
@@ -103,6 +104,22 @@ def test_every_prediction_layer_is_supervised_and_summed(monkeypatch):
         assert losses[f"d1.{name}"].item() == pytest.approx(losses[name].item())
     final_sum = sum(losses[n].item() for n in names)
     assert losses["total"].item() == pytest.approx(3.0 * final_sum, rel=1e-6)
+
+
+def test_injected_points_are_used_per_layer_and_checked():
+    """Layer d0 gets the centre of pixel (0, 0) only (p = 3/4, g = 1): BCE = ln(4/3), Dice = 1 - 2.5/2.75 = 1/11;
+    the final layer keeps the four centres. Points for another number of layers or positives are refused."""
+    outputs = _two_class_prediction()
+    outputs["aux_outputs"] = [_two_class_prediction()]
+    corner = torch.tensor([[[0.25, 0.25]]])  # (M=1, P=1, 2): (x, y) of the centre of pixel (0, 0)
+    losses = MaskClassificationLoss()(outputs, TWO_CLASS_LABELS, point_coords=[corner, CENTRES[0]])
+    assert losses["d0.loss_mask"].item() == pytest.approx(5.0 * math.log(4.0 / 3.0), rel=1e-6)
+    assert losses["d0.loss_dice"].item() == pytest.approx(5.0 / 11.0, rel=1e-6)
+    assert losses["loss_dice"].item() == pytest.approx(5.0 * 0.28, rel=1e-6)
+    with pytest.raises(ValueError, match="one \\(M, P, 2\\) tensor per prediction layer \\(2\\) with M = 1"):
+        MaskClassificationLoss()(outputs, TWO_CLASS_LABELS, point_coords=CENTRES)
+    with pytest.raises(ValueError, match="got shapes \\[\\(2, 4, 2\\), \\(1, 4, 2\\)\\]"):
+        MaskClassificationLoss()(outputs, TWO_CLASS_LABELS, point_coords=[_pixel_centres(2, 2, 2), CENTRES[0]])
 
 
 def test_bce_of_zero_logits_is_ln2_at_any_points():
@@ -234,6 +251,18 @@ def test_language_regularization_uses_raw_cosines_without_temperature():
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     loss.backward()
     assert text.grad.abs().sum() > 0
+
+
+def test_pixel_text_scores_are_cosines():
+    """Pixels v = (3, 4) and (0, -2), texts t_0 = (1, 0), t_1 = (0, 5): cos = v.t / (|v| |t|).
+
+    (3, 4): 3/5 with t_0, 4/5 with t_1; (0, -2): 0 with t_0, -1 with t_1.
+    """
+    dense = torch.tensor([[3.0, 0.0], [4.0, -2.0]]).view(1, 2, 1, 2)  # (B, D, h, w): two pixels in a row
+    text = torch.tensor([[[1.0, 0.0], [0.0, 5.0]]])  # (B, K, D)
+    scores = pixel_text_scores(dense, text)
+    assert scores.shape == (1, 2, 1, 2)
+    torch.testing.assert_close(scores[0, :, 0], torch.tensor([[0.6, 0.0], [0.8, -1.0]]))
 
 
 def test_vision_language_regularization_averages_over_ignored_pixels_too():

@@ -23,7 +23,8 @@ import torch
 from tqdm_core import CITYSCAPES_19, CheckpointError, load_checkpoint, read_checkpoint
 from tqdm_core.checkpoint import CHECKPOINT_FORMAT
 from tqdm_core.config import TqdmConfig
-from tqdm_core.official_keys import OFFICIAL_CONFIG_OVERRIDES, convert_official_state_dict, detect_official_preset
+from tqdm_core.official_keys import (OFFICIAL_CONFIG_OVERRIDES, convert_official_state_dict, detect_official_kind,
+                                     official_presets)
 from training import convert_official
 
 Entry = tuple[str, tuple[int, ...], "str | None"]  # official key, shape, our key (None: dropped)
@@ -263,7 +264,9 @@ def assert_traced(state: dict[str, torch.Tensor], entries: list[Entry], *, rows:
 
 
 def assert_official_config(config, preset: str) -> None:
+    # tqdm_CLIP: DenseCLIP's double class embedding and QuickGELU in both CLIP towers; tqdm_EVA_CLIP: neither.
     assert config.backbone.double_class_embedding is (preset == "tqdm-clip-vit-b16")
+    assert config.quick_gelu is (preset == "tqdm-clip-vit-b16")
     assert (config.pixel_decoder.ffn_dim, config.pixel_decoder.final_norm) == (2048, True)
     assert config.context_decoder.gamma_init == "trunc_normal" and config.class_table == "cityscapes19"
 
@@ -344,11 +347,25 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path, capsys):
     assert not (tmp_path / "out.pt").exists()
 
 
-def test_official_file_of_the_other_preset_is_refused(converted_clip):
+def test_presets_of_another_backbone_kind_are_refused(converted_clip):
     _, _, folder = converted_clip
-    with pytest.raises(CheckpointError, match="tqdm_CLIP.*--preset tqdm-clip-vit-b16"):
-        convert_official.convert_official_checkpoint(folder / "tqdm_clip_vit-b_gta.pth", folder / "other.pt",
-                                                     preset="tqdm-eva02-l14")
+    source = folder / "tqdm_clip_vit-b_gta.pth"
+    with pytest.raises(CheckpointError, match="tqdm_CLIP.*'eva' backbone.*tqdm-clip-vit-b16"):
+        convert_official.convert_official_checkpoint(source, folder / "other.pt", preset="tqdm-eva02-l14")
+    assert "tqdm-clip-rn50" not in official_presets()  # no official ResNet model: not even offered
+    with pytest.raises(ValueError, match="--preset must be 'auto' or one of"):
+        convert_official.convert_official_checkpoint(source, folder / "other.pt", preset="tqdm-clip-rn50")
+
+
+def test_a_preset_of_the_same_kind_is_tried_and_its_sizes_are_checked(converted_clip):
+    """The key rules follow the backbone kind, so any ViT preset is accepted; one of other sizes fails on shapes
+    (tests/core/test_official_parity.py converts a real official file into the tiny ViT preset of its size)."""
+    _, _, folder = converted_clip
+    expected = "(?s)does not fit preset 'tqdm-tiny-vit'.*shape mismatch: official 'backbone.class_embedding' \\(768,\\)"
+    with pytest.raises(CheckpointError, match=expected):
+        convert_official.convert_official_checkpoint(folder / "tqdm_clip_vit-b_gta.pth", folder / "tiny.pt",
+                                                     preset="tqdm-tiny-vit")
+    assert not (folder / "tiny.pt").exists()
 
 
 def test_truncated_file_is_refused(tmp_path):
@@ -369,7 +386,7 @@ def test_tqdm_core_checkpoint_is_not_converted_twice(converted_clip):
 def test_detection_needs_every_official_part():
     state = {"backbone.conv1.weight": torch.zeros(1), "text_encoder.positional_embedding": torch.zeros(1)}
     with pytest.raises(CheckpointError, match="not an official tqdm checkpoint"):
-        detect_official_preset(state)
+        detect_official_kind(state)
     state |= {"context_decoder.gamma": torch.zeros(1), "decode_head.cls_embed.weight": torch.zeros(1)}
-    assert detect_official_preset(state) == "tqdm-clip-vit-b16"
-    assert set(OFFICIAL_CONFIG_OVERRIDES) == {"tqdm-clip-vit-b16", "tqdm-eva02-l14"}
+    assert detect_official_kind(state) == "vit"
+    assert set(OFFICIAL_CONFIG_OVERRIDES) == {"vit", "eva"}

@@ -3,6 +3,7 @@ from tqdm_core.losses.mask_classification_loss import MaskClassificationLoss
 from tqdm_core.losses.point_sampling import point_sample, sample_uncertain_points
 from tqdm_core.losses.regularizers import (
     language_regularization,
+    pixel_text_scores,
     vision_language_regularization,
     vision_regularization,
 )
@@ -13,6 +14,7 @@ __all__ = [
     "MaskClassificationLoss",
     "TqdmLoss",
     "language_regularization",
+    "pixel_text_scores",
     "point_sample",
     "sample_uncertain_points",
     "vision_language_regularization",

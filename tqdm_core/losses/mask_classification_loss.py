@@ -165,7 +165,13 @@ class MaskClassificationLoss(nn.Module):
         self.importance_sample_ratio = importance_sample_ratio
         self.ignore_index = ignore_index
 
-    def forward(self, outputs: Mapping[str, object], labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        outputs: Mapping[str, object],
+        labels: torch.Tensor,
+        *,
+        point_coords: Sequence[torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Compute the segmentation loss.
 
         Args:
@@ -173,6 +179,11 @@ class MaskClassificationLoss(nn.Module):
                 ``pred_masks`` (B, K, h, w) mask logits at any resolution, and ``aux_outputs``, a list of dicts
                 with the same two keys for the earlier predictions.
             labels: (B, H, W) int64 train ids in [0, K) or ``ignore_index``.
+            point_coords: None (training) draws the BCE and Dice points by uncertainty sampling. To reproduce
+                the loss values of another run exactly (e.g. the official code's), pass the points it used: one
+                (M, P, 2) tensor of (x, y) in [0, 1] per prediction layer, in the order of ``aux_outputs`` then
+                the final prediction, where the M rows are the positive (image, class) pairs ordered by image,
+                then class (the official ground-truth order) and P is any number of points.
 
         Returns:
             Dict of () losses: the weighted terms of every layer and their sum ``"total"``.
@@ -190,6 +201,16 @@ class MaskClassificationLoss(nn.Module):
             )
 
         class_targets, present = fixed_matching_targets(labels, num_classes, ignore_index=self.ignore_index)
+        num_positive = int(present.sum())
+        if point_coords is not None and (
+            len(point_coords) != len(layers)
+            or any(p.dim() != 3 or p.shape[0] != num_positive or p.shape[2] != 2 for p in point_coords)
+        ):
+            found = [tuple(p.shape) for p in point_coords]
+            raise ValueError(
+                f"point_coords must hold one (M, P, 2) tensor per prediction layer ({len(layers)}) with M = "
+                f"{num_positive} positive (image, class) pairs in these labels; got shapes {found}"
+            )
         num_masks = global_num_masks(present.sum().float())
         positive_image, positive_class = present.nonzero(as_tuple=True)
         class_ids = torch.arange(num_classes, device=labels.device).view(1, num_classes, 1, 1)
@@ -200,12 +221,14 @@ class MaskClassificationLoss(nn.Module):
         class_weights[num_classes] = self.no_object_weight
 
         losses: dict[str, torch.Tensor] = {}
-        for prefix, layer in zip(names, layers):
+        for index, (prefix, layer) in enumerate(zip(names, layers)):
             pred_logits = layer["pred_logits"].float()
             pred_masks = layer["pred_masks"].float()
             # (B, K, K+1) -> (B*K, K+1): one classification per query; a weighted mean over the queries.
             loss_cls = F.cross_entropy(pred_logits.flatten(0, 1), class_targets.flatten(), weight=class_weights)
-            loss_mask, loss_dice = self._mask_losses(pred_masks[positive_image, positive_class], gt_masks, num_masks)
+            points = None if point_coords is None else point_coords[index]
+            loss_mask, loss_dice = self._mask_losses(pred_masks[positive_image, positive_class], gt_masks, num_masks,
+                                                     points)
             losses[f"{prefix}loss_cls"] = self.class_weight * loss_cls
             losses[f"{prefix}loss_mask"] = self.mask_weight * loss_mask
             losses[f"{prefix}loss_dice"] = self.dice_weight * loss_dice
@@ -213,21 +236,27 @@ class MaskClassificationLoss(nn.Module):
         return losses
 
     def _mask_losses(
-        self, mask_logits: torch.Tensor, gt_masks: torch.Tensor, num_masks: torch.Tensor
+        self,
+        mask_logits: torch.Tensor,
+        gt_masks: torch.Tensor,
+        num_masks: torch.Tensor,
+        points: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """BCE and Dice of (M, h, w) positive mask logits against (M, 1, H, W) ground truth, on sampled points."""
+        """BCE and Dice of (M, h, w) positive mask logits against (M, 1, H, W) ground truth at (M, P, 2) points,
+        drawn by uncertainty sampling when ``points`` is None."""
         if mask_logits.shape[0] == 0:
             # No positive query: zero losses that still reach the mask head, so every parameter gets a
             # (zero) gradient and data-parallel training does not stall on unused parameters.
             zero = mask_logits.sum() * 0.0
             return zero, zero
         mask_logits = mask_logits.unsqueeze(1)  # (M, h, w) -> (M, 1, h, w)
-        points = sample_uncertain_points(
-            mask_logits,
-            num_points=self.num_points,
-            oversample_ratio=self.oversample_ratio,
-            importance_sample_ratio=self.importance_sample_ratio,
-        )
+        if points is None:
+            points = sample_uncertain_points(
+                mask_logits,
+                num_points=self.num_points,
+                oversample_ratio=self.oversample_ratio,
+                importance_sample_ratio=self.importance_sample_ratio,
+            )
         point_logits = point_sample(mask_logits, points)[:, 0]  # (M, 1, P) -> (M, P)
         point_targets = point_sample(gt_masks, points)[:, 0]  # (M, 1, P) -> (M, P)
         bce = sigmoid_bce_loss(point_logits, point_targets, num_masks)

@@ -49,6 +49,23 @@ def language_regularization(text_embeddings: torch.Tensor, anchor_embeddings: to
     return F.cross_entropy(cosines.flatten(0, 1), targets.flatten())
 
 
+def pixel_text_scores(dense_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
+    """The score map ``S_bkhw = <v_hat_bhw, t_hat_bk>``: cosine of every pixel's dense embedding with every class's
+    text embedding (METHOD.md section 6.2), in float32 whatever the caller's autocast.
+
+    Args:
+        dense_embeddings: (B, D, h, w) dense image embeddings V in the CLIP space, any norm.
+        text_embeddings: (B, K, D) refined text embeddings t, any norm.
+
+    Returns:
+        (B, K, h, w) cosines in [-1, 1].
+    """
+    pixels = F.normalize(dense_embeddings.float(), dim=1)
+    text = F.normalize(text_embeddings.float(), dim=-1)
+    with _full_precision(pixels.device):
+        return torch.einsum("bdhw,bkd->bkhw", pixels, text)  # (B, D, h, w) x (B, K, D) -> (B, K, h, w)
+
+
 def vision_language_regularization(
     dense_embeddings: torch.Tensor,
     text_embeddings: torch.Tensor,
@@ -88,10 +105,7 @@ def vision_language_regularization(
         )
     if temperature <= 0.0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    pixels = F.normalize(dense_embeddings.float(), dim=1)
-    text = F.normalize(text_embeddings.float(), dim=-1)
-    with _full_precision(pixels.device):
-        scores = torch.einsum("bdhw,bkd->bkhw", pixels, text)  # (B, D, h, w) x (B, K, D) -> (B, K, h, w)
+    scores = pixel_text_scores(dense_embeddings, text_embeddings)
     logits = F.interpolate(scores / temperature, size=labels.shape[-2:], mode="bilinear", align_corners=False)
     loss_sum = F.cross_entropy(logits, labels.long(), ignore_index=ignore_index, reduction="sum")
     return loss_sum / labels.numel()

@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +110,7 @@ class TqdmLoss(nn.Module):
         *,
         anchor_embeddings: torch.Tensor | None = None,
         teacher_image_embedding: torch.Tensor | None = None,
+        point_coords: Sequence[torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Compute every loss term and the total.
 
@@ -122,11 +123,13 @@ class TqdmLoss(nn.Module):
                 regularizer is on, ignored otherwise.
             teacher_image_embedding: (B, D) image embedding of the frozen pretrained encoder on the same images;
                 needed when the vision regularizer is on, ignored otherwise (pass None and skip the teacher).
+            point_coords: the mask losses' points, one (M, P, 2) tensor per prediction layer, to reproduce another
+                run's values exactly; None (training) samples them (see ``MaskClassificationLoss.forward``).
 
         Returns:
             Dict of () weighted losses, with their sum under ``"total"``.
         """
-        losses = self.segmentation_loss(outputs, labels)
+        losses = self.segmentation_loss(outputs, labels, point_coords=point_coords)
         total = losses.pop("total")
         if self.language_weight is not None:
             if anchor_embeddings is None:
