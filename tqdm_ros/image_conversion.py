@@ -196,9 +196,23 @@ def image_to_rgb8(msg: Image, *,
                 f'{msg.encoding} image holds NaN or infinite values; expected intensities in '
                 '[0, 1]')
         array = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    elif array.dtype == np.uint16:
+    return three_channel_uint8(array), channel_order
+
+
+def three_channel_uint8(array: np.ndarray) -> np.ndarray:
+    """Bring a decoded uint8 or uint16 camera image to the Predictor's 3-channel uint8 layout.
+
+    Args:
+        array: (H, W) grey, (H, W, 3) colour or (H, W, 4) colour + alpha; uint8, or uint16
+            (scaled by 1/257 with rounding: the full 16-bit range maps onto 0..255).
+
+    Returns:
+        (H, W, 3) uint8, C-contiguous: grey repeated over the channels, alpha dropped, colour
+        channels in their input order.
+    """
+    if array.dtype == np.uint16:
         # Round-to-nearest of v * 255 / 65535 in integers: (v + 128) // 257 for v in 0..65535.
         array = ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(array[:, :, :3]), channel_order
+    return np.ascontiguousarray(array[:, :, :3])
