@@ -6,11 +6,19 @@ Groups (official configs, mmcv optimizer-constructor semantics):
 - ``backbone.*`` (visual encoder with its pyramid and projections): lr x ``backbone_lr_mult`` (0.1), weight decay
   on every parameter, norms included, because mmcv matches the longer key "backbone" before "norm";
 - everything else (learnable context tokens, context decoder, pixel decoder, transformer decoder) at the base LR;
-  parameters of normalization layers, and those whose name holds one of ``no_decay_keys`` (``level_embed``,
-  ``query_embed`` in the Cityscapes-source configs), without weight decay.
+  norms, and parameters whose name holds one of ``no_decay_keys`` (``level_embed``, ``query_embed`` in the
+  Cityscapes-source configs), without weight decay.
 
-Norms are recognised by module type, not by a "norm" substring as in mmcv: this code base names some norms by
-position (``memory_proj.0``, ``input_convs.0.1``), which a name rule would miss.
+Which parameters are norms is ``OptimizerConfig.norm_rule``:
+
+- ``"name"`` (default, the official rule of the paper configs): mmcv's custom key ``"norm"``, i.e. every parameter
+  whose name contains "norm". Outside the backbone our names contain "norm" exactly where the official names do
+  (tests/training/test_optimizer.py checks it on the official ViT-B/16 layout), so the groups are the official
+  ones. The rule misses norms named by position: the pixel decoder's GroupNorms (official ``input_convs.N.gn``,
+  here ``input_convs.N.1``) and the context decoder's LayerNorms ``memory_proj.0/2``, ``text_proj.0`` and
+  ``out_proj.0`` keep weight decay (18 tensors in the paper presets).
+- ``"type"``: every parameter of a normalization layer (BatchNorm, LayerNorm, GroupNorm, RMSNorm), found by module
+  type: what the name rule means to do. The CamVid models trained from scratch (the shipped default model) use it.
 """
 from __future__ import annotations
 
@@ -22,6 +30,7 @@ from torch import nn
 from training.train_config import OptimizerConfig, ScheduleConfig
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+NORM_RULES = ("name", "type")
 BACKBONE_PREFIX = "backbone."
 
 
@@ -34,8 +43,21 @@ class GroupRule:
     decay_mult: float
 
 
-def norm_parameter_names(model: nn.Module) -> set[str]:
-    """Names of the parameters that belong to normalization layers (BatchNorm, SyncBatchNorm, LayerNorm, ...)."""
+def norm_parameter_names(model: nn.Module, rule: str) -> set[str]:
+    """Names of the parameters that count as norms under ``rule`` (see the module docstring).
+
+    Args:
+        model: the model whose ``named_parameters()`` names are returned.
+        rule: "name" (the name contains "norm", mmcv's rule) or "type" (parameters of BatchNorm, SyncBatchNorm,
+            LayerNorm, GroupNorm and RMSNorm modules).
+
+    Raises:
+        ValueError: an unknown rule.
+    """
+    if rule == "name":
+        return {name for name, _ in model.named_parameters() if "norm" in name}
+    if rule != "type":
+        raise ValueError(f"optimizer.norm_rule must be one of {list(NORM_RULES)}, got '{rule}'")
     names = set()
     for module_name, module in model.named_modules():
         if isinstance(module, NORM_TYPES):
@@ -63,7 +85,7 @@ def build_parameter_groups(model: nn.Module, optimizer_config: OptimizerConfig,
     ``decay_mult``, ``initial_lr`` (base LR x lr_mult, the poly schedule's start) and ``min_lr`` (its floor),
     and ``param_names`` for inspection. Empty groups are left out.
     """
-    norms = norm_parameter_names(model)
+    norms = norm_parameter_names(model, optimizer_config.norm_rule)
     groups: dict[str, dict] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:

@@ -66,6 +66,10 @@ class OptimizerConfig:
     eps: float = 1e-8
     backbone_lr_mult: float = 0.1  # visual encoder (incl. its pyramid and projections) at 0.1x
     backbone_norm_decay: bool = True  # official quirk: mmcv matches "backbone" before "norm", so its norms decay
+    # Which head parameters count as norms (no weight decay): "name" (official quirk: mmcv's key "norm" in the
+    # parameter name, so the pixel decoder's GroupNorms and the context decoder's index-named LayerNorms decay)
+    # or "type" (every normalization layer, by module type).
+    norm_rule: str = "name"
     no_decay_keys: tuple[str, ...] = ()  # more parameter-name substrings without decay (C configs: level/query_embed)
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import tqdm_core
+from tests.training.test_convert_official import official_clip_b16
 from training.optimizer import PolySchedule, build_optimizer
 from training.train_config import OptimizerConfig, ScheduleConfig
 
@@ -19,7 +20,8 @@ def _groups_by_parameter(optimizer: torch.optim.Optimizer) -> dict[str, dict]:
 
 
 def test_groups_of_the_gta5_source_configs(model):
-    """G configs: backbone 0.1x with decay on its norms (mmcv key order), other norms without decay, text frozen."""
+    """G configs: backbone 0.1x with decay on its norms (mmcv key order), norms named "norm" without decay (norms
+    named by position keep it, as officially), text frozen."""
     optimizer = build_optimizer(model, OptimizerConfig(lr=1e-5, weight_decay=1e-4), ScheduleConfig())
     groups = _groups_by_parameter(optimizer)
     trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
@@ -32,9 +34,10 @@ def test_groups_of_the_gta5_source_configs(model):
         "backbone.visual.attnpool.c_proj.weight": ("backbone", 1e-6, 1e-4),
         "text_encoder.context_tokens": ("head", 1e-5, 1e-4),
         "context_decoder.gamma": ("head", 1e-5, 1e-4),
-        "context_decoder.memory_proj.0.weight": ("head_no_decay", 1e-5, 0.0),  # LayerNorm named by position
-        "pixel_decoder.input_convs.0.1.weight": ("head_no_decay", 1e-5, 0.0),  # GroupNorm named by position
+        "context_decoder.memory_proj.0.weight": ("head", 1e-5, 1e-4),  # LayerNorm named by position: decays
+        "pixel_decoder.input_convs.0.1.weight": ("head", 1e-5, 1e-4),  # GroupNorm named by position: decays
         "pixel_decoder.encoder.0.norm1.bias": ("head_no_decay", 1e-5, 0.0),
+        "pixel_decoder.final_norm.weight": ("head_no_decay", 1e-5, 0.0),
         "transformer_decoder.query_embed.weight": ("head", 1e-5, 1e-4),
         "transformer_decoder.level_embed.weight": ("head", 1e-5, 1e-4),
     }
@@ -47,16 +50,73 @@ def test_groups_of_the_gta5_source_configs(model):
 
 
 def test_groups_of_the_cityscapes_source_configs(model):
-    """C configs also exempt the level and query embeddings; optionally the backbone norms too."""
-    config = OptimizerConfig(lr=1e-4, weight_decay=1e-5, no_decay_keys=("level_embed", "query_embed"),
-                             backbone_norm_decay=False)
+    """C configs also exempt the level and query embeddings; optionally the backbone norms too (the ResNet's
+    BatchNorms are named bn*, so only the type rule finds them)."""
+    config = OptimizerConfig(lr=1e-4, weight_decay=1e-5, no_decay_keys=("level_embed", "query_embed"))
     groups = _groups_by_parameter(build_optimizer(model, config, ScheduleConfig()))
     assert groups["transformer_decoder.query_embed.weight"]["weight_decay"] == 0.0
     assert groups["transformer_decoder.level_embed.weight"]["weight_decay"] == 0.0
     assert groups["transformer_decoder.query_feat_mlp.0.weight"]["weight_decay"] == 1e-5
+    assert groups["backbone.visual.bn1.weight"]["weight_decay"] == 1e-5
+    config = OptimizerConfig(lr=1e-4, weight_decay=1e-5, backbone_norm_decay=False, norm_rule="type")
+    groups = _groups_by_parameter(build_optimizer(model, config, ScheduleConfig()))
     assert groups["backbone.visual.bn1.weight"]["name"] == "backbone_no_decay"
     assert groups["backbone.visual.bn1.weight"]["initial_lr"] == pytest.approx(1e-5)
     assert groups["backbone.visual.conv1.weight"]["weight_decay"] == 1e-5
+
+
+def test_type_rule_exempts_every_normalization_layer(model):
+    """norm_rule "type": norms named by position lose their decay too; nothing else changes."""
+    config = OptimizerConfig(lr=1e-5, weight_decay=1e-4, norm_rule="type")
+    by_type = _groups_by_parameter(build_optimizer(model, config, ScheduleConfig()))
+    official = OptimizerConfig(lr=1e-5, weight_decay=1e-4)
+    by_name = _groups_by_parameter(build_optimizer(model, official, ScheduleConfig()))
+    changed = sorted(name for name in by_name if by_name[name]["name"] != by_type[name]["name"])
+    positional_norms = [f"{module}.{kind}" for module in (
+        "context_decoder.memory_proj.0", "context_decoder.memory_proj.2", "context_decoder.out_proj.0",
+        "context_decoder.text_proj.0", "pixel_decoder.input_convs.0.1", "pixel_decoder.input_convs.1.1",
+        "pixel_decoder.input_convs.2.1", "pixel_decoder.lateral_conv.1", "pixel_decoder.output_conv.1")
+        for kind in ("bias", "weight")]
+    assert changed == sorted(positional_norms)
+    assert all(by_type[name]["weight_decay"] == 0.0 for name in changed)
+    with pytest.raises(ValueError, match="norm_rule must be one of \\['name', 'type'\\], got 'module'"):
+        build_optimizer(model, OptimizerConfig(norm_rule="module"), ScheduleConfig())
+
+
+def mmcv_multipliers(official_name: str, custom_keys: dict[str, dict[str, float]]) -> tuple[float, float]:
+    """(lr_mult, decay_mult) of one official parameter under mmcv's DefaultOptimizerConstructor: the custom keys
+    sorted alphabetically, then by length, longest first; the first key contained in the name decides."""
+    for key in sorted(sorted(custom_keys), key=len, reverse=True):
+        if key in official_name:
+            return custom_keys[key].get("lr_mult", 1.0), custom_keys[key].get("decay_mult", 1.0)
+    return 1.0, 1.0
+
+
+@pytest.mark.parametrize("config,custom_keys", [
+    (OptimizerConfig(), {"backbone": {"lr_mult": 0.1}, "text_encoder": {"lr_mult": 0.0},
+                         "norm": {"decay_mult": 0.0}}),
+    (OptimizerConfig(lr=1e-4, weight_decay=1e-5, no_decay_keys=("level_embed", "query_embed")),
+     {"backbone": {"lr_mult": 0.1}, "text_encoder": {"lr_mult": 0.0}, "level_embed": {"decay_mult": 0.0},
+      "query_embed": {"decay_mult": 0.0}, "norm": {"decay_mult": 0.0}}),
+], ids=["gta5-source", "cityscapes-source"])
+def test_paper_preset_groups_equal_the_official_groups(config, custom_keys):
+    """The official paramwise_cfg applied to the official parameter names of tqdm_CLIP (the converter's layout in
+    test_convert_official.py) gives, parameter by parameter, our LR and weight-decay multipliers on the
+    ViT-B/16 paper preset; the official lr_mult 0 of the text tower is our frozen text tower."""
+    paper_model = tqdm_core.create_model("tqdm-clip-vit-b16", pretrained=None, seed=0)
+    groups = _groups_by_parameter(build_optimizer(paper_model, config, ScheduleConfig()))
+    parameters = dict(paper_model.named_parameters())
+    checked = 0
+    for official, _, ours in official_clip_b16():
+        if ours not in parameters:  # dropped (teacher) or a buffer
+            continue
+        lr_mult, decay_mult = mmcv_multipliers(official, custom_keys)
+        if lr_mult == 0.0:
+            assert ours not in groups, ours
+            continue
+        assert (groups[ours]["lr_mult"], groups[ours]["decay_mult"]) == (lr_mult, decay_mult), (official, ours)
+        checked += 1
+    assert checked == len(groups)  # every trainable parameter has its official counterpart
 
 
 def test_poly_schedule_with_warmup_matches_hand_derived_values():
