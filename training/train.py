@@ -6,8 +6,13 @@ Data parallel (gloo on CPU, NCCL on GPU), one process per GPU, any number of nod
     torchrun --nproc_per_node 8 -m training.train --config training/configs/tqdm_clip_vit-b16_gta2city.yaml
 Overrides after the options, as key.path=value (values parsed as YAML):
     python -m training.train --config X.yaml schedule.iterations=100 train_dataset.root=/data/gta5 precision=bf16
-Continue a killed run exactly where its last checkpoint left it:
+Continue a killed run exactly where its last checkpoint left it (the run folder alone is enough; its config.yaml is
+used when --config is not given):
     python -m training.train --config X.yaml --resume auto
+    python -m training.train --resume runs/X
+--resume auto refuses a run folder that does not exist or holds no run (a mistyped output_dir never silently starts
+over); an unreadable newest checkpoint is set aside and the run resumes from the newest readable one, with a warning.
+A run folder is locked by its run (train.lock); under torchrun, the ranks end when torchrun does.
 
 The run folder (default runs/<config name>) gets config.yaml, log.jsonl (plot it with
 ``python -m training.plot_log RUN_DIR``), checkpoints/iter_*.pt and, at the end, model_final.pt for the Predictor,
@@ -20,7 +25,8 @@ import logging
 import sys
 from pathlib import Path
 
-from training.train_config import load_config
+from training.run_folder import CONFIG_FILE
+from training.train_config import TrainConfig, load_config
 from training.trainer import Trainer
 
 
@@ -28,7 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="YAML file of overrides (training/configs/*.yaml)")
-    parser.add_argument("--resume", help="'auto' (last checkpoint of the run folder, if any) or a checkpoint path")
+    parser.add_argument("--resume", help="'auto' (continue the run of the run folder from its newest readable "
+                        "checkpoint), a run folder (continue that run, in that folder), a checkpoint file, or "
+                        "'none' (a new run: the default)")
     parser.add_argument("--stop-at", type=int, help="stop after this iteration and leave a resumable checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (log files only)")
     parser.add_argument("overrides", nargs="*", metavar="key.path=value", help="config overrides")
@@ -38,9 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config(args.config, args.overrides)
-    if not config.output_dir:
-        config.output_dir = str(Path("runs") / (args.config.stem if args.config is not None else "train"))
+    config = _run_config(args)
     trainer = Trainer(config, resume=args.resume, progress=not args.no_progress)
     try:
         if trainer.context.is_main:
@@ -54,6 +60,27 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         trainer.close()
     return 0
+
+
+def _run_config(args: argparse.Namespace) -> TrainConfig:
+    """The config with its overrides, and the run folder.
+
+    Resuming a run folder (``--resume FOLDER``) without ``--config`` uses the folder's config.yaml. The run folder is
+    an ``output_dir=`` override if given, else the folder given to --resume, else the config's, else
+    runs/<config file name>.
+    """
+    resume_folder = Path(args.resume) if args.resume not in (None, "auto", "none") else None
+    if resume_folder is not None and not resume_folder.is_dir():
+        resume_folder = None
+    config_path = args.config
+    if config_path is None and resume_folder is not None and (resume_folder / CONFIG_FILE).is_file():
+        config_path = resume_folder / CONFIG_FILE
+    config = load_config(config_path, args.overrides)
+    if resume_folder is not None and not any(item.partition("=")[0].strip() == "output_dir" for item in args.overrides):
+        config.output_dir = str(resume_folder)
+    elif not config.output_dir:
+        config.output_dir = str(Path("runs") / (args.config.stem if args.config is not None else "train"))
+    return config
 
 
 def _summary_text(summary: dict, output_dir: str) -> str:

@@ -8,6 +8,14 @@ it the run is a single process. What makes a killed run resume *exactly* (bit-id
 - a checkpoint holds the model, the frozen teacher, the optimizer, the GradScaler, the iteration and the Python,
   numpy and torch (CPU and CUDA) random states of every process; it is written atomically;
 - the log is cut back to the checkpoint's iteration on resume, so it never holds lines of a lost future.
+
+What makes a crash harmless (``training.run_folder``, ``training.run_lock``, ``training.launcher_watch``):
+
+- one run per folder: the main process holds ``<output_dir>/train.lock`` (with its pid) for the whole run;
+- a run starts by removing the temporary files of interrupted writes and a torn last line of ``log.jsonl``;
+- ``resume="auto"`` checks the newest checkpoint and falls back to the newest readable one, saying so, and refuses a
+  folder that holds no run (a mistyped ``output_dir`` never silently starts over);
+- under torchrun, every rank ends when the launcher dies.
 """
 from __future__ import annotations
 
@@ -34,12 +42,17 @@ from tqdm import tqdm
 
 import tqdm_core
 from tqdm_core import Predictor, TqdmConfig, save_checkpoint
-from tqdm_core.checkpoint import atomic_torch_save
+from tqdm_core.checkpoint import atomic_torch_save, read_checkpoint_file
 from tqdm_core.data import (LightingAugmentation, RareClassSamplingDataset, SegmentationDataset, TrainTransform,
                             build_dataset)
 from tqdm_core.evaluation import SemSegEvaluator
 from tqdm_core.losses import TqdmLoss
+from training.launcher_watch import exit_with_launcher, launched_by_torchrun
 from training.optimizer import PolySchedule, build_optimizer
+from training.run_folder import (CONFIG_FILE, FINAL_MODEL, LOG_FILE, RCS_CACHE, checkpoint_path, damaged_record,
+                                 holds_run, list_checkpoints, no_run_message, remove_stale_temporaries, set_aside,
+                                 truncate_log)
+from training.run_lock import RunLock
 from training.sample_stream import ShuffledStream, StreamSampler
 from training.train_config import DatasetConfig, TrainConfig
 
@@ -47,8 +60,6 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "tqdm_ros.training.checkpoint.v1"
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-LOG_FILE = "log.jsonl"
-FINAL_MODEL = "model_final.pt"
 
 
 @dataclass(frozen=True)
@@ -76,9 +87,13 @@ class DistributedContext:
 def init_distributed(device: str) -> DistributedContext:
     """Join the torchrun process group if there is one (env:// rendezvous) and pick this process's device.
 
+    A process started by torchrun also ends when torchrun does (``training.launcher_watch``).
+
     Args:
         device: "auto" (cuda:LOCAL_RANK when CUDA is available, else cpu), "cpu" or "cuda".
     """
+    if launched_by_torchrun():
+        exit_with_launcher()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -117,18 +132,19 @@ def _build_dataset(spec: DatasetConfig) -> SegmentationDataset:
     return build_dataset(spec.name, spec.root, spec.split, **spec.options)
 
 
-def find_last_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The resumable checkpoint of the highest iteration in ``<output_dir>/checkpoints``, or None."""
-    checkpoints = sorted(Path(output_dir, "checkpoints").glob("iter_*.pt"))
-    return checkpoints[-1] if checkpoints else None
-
-
 def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a resumable checkpoint written by ``Trainer`` (weights_only: it cannot run code)."""
+    """Load a resumable checkpoint written by ``Trainer`` (weights_only: it cannot run code), checking every CRC.
+
+    Raises:
+        FileNotFoundError: no such file.
+        tqdm_core.CheckpointError: a truncated or corrupt file, or not a training checkpoint; the message names it.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training checkpoint '{path}' does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = read_checkpoint_file(path)
+    damaged = damaged_record(path)
+    if damaged is not None:
+        raise tqdm_core.CheckpointError(f"checkpoint '{path}' is corrupt: its record '{damaged}' fails its CRC-32 "
+                                        f"check (the file changed after it was written); copy it again")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise tqdm_core.CheckpointError(f"'{path}' is not a training checkpoint (format '{CHECKPOINT_FORMAT}'); "
                                         f"resume from <output_dir>/checkpoints/iter_*.pt")
@@ -185,9 +201,19 @@ class Trainer:
 
     Args:
         config: the run's configuration (``config.output_dir`` must be set).
-        resume: None (fresh run; refused when the output folder already holds checkpoints), "auto" (the last
-            checkpoint of the output folder, or a fresh run if there is none) or a checkpoint path.
+        resume: where the run starts:
+
+            - None or "none": a new run; refused when the output folder already holds checkpoints;
+            - "auto": continue the run of the output folder from its newest readable checkpoint (unreadable newer
+              ones are set aside as ``*.corrupt``, with a warning); a folder whose run has no checkpoint yet starts
+              from iteration 0, with a warning; a folder that does not exist or holds no run is refused;
+            - a run folder: the same as "auto" for the output folder; another folder is only read (its newest
+              readable checkpoint starts this run);
+            - a checkpoint file (``<run folder>/checkpoints/iter_*.pt``).
         progress: show progress bars (main process only).
+
+    The main process holds the output folder's lock (``training.run_lock``) from construction to ``close()``; use the
+    trainer as a context manager, or call ``close()``.
     """
 
     def __init__(self, config: TrainConfig, *, resume: str | None = None, progress: bool = True) -> None:
@@ -200,10 +226,27 @@ class Trainer:
         self.context = init_distributed(config.device)
         self.device = self.context.device
         self.progress = progress and self.context.is_main
+        self.lock: RunLock | None = None
+        try:
+            self._set_up(resume)
+        except BaseException:
+            if self.lock is not None:
+                self.lock.release()
+            raise
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _set_up(self, resume: str | None) -> None:
+        """Lock and repair the run folder, build model, optimizer and data, restore the checkpoint to resume from."""
+        config = self.config
         if config.precision == "fp16" and self.device.type != "cuda":
             raise ValueError("precision fp16 needs a CUDA device (GradScaler); on CPU use bf16 or fp32")
         self._set_threads()
-        checkpoint_path = self._resolve_resume(resume)
+        resumed = self._open_run_folder(resume)
 
         # Per-process global seeds (dropout, drop path, point sampling); the model's initialisation has its own
         # seed, equal on every process, so all processes start from the same weights.
@@ -231,10 +274,10 @@ class Trainer:
 
         self.start_iteration = 0
         self.last_validation: dict[str, Any] | None = None
-        rng_state = self._load_checkpoint(checkpoint_path) if checkpoint_path is not None else None
+        rng_state = self._load_checkpoint(*resumed) if resumed is not None else None
 
         # The RCS statistics are computed once (main process) and read from the cache by the others.
-        cache_path = self.output_dir / "rcs_class_pixels.json"
+        cache_path = self.output_dir / RCS_CACHE
         if self.context.is_main:
             self.stream = build_training_stream(config, cache_path=cache_path)
         self.context.barrier()
@@ -254,9 +297,8 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
         if self.context.is_main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-            self._truncate_log(self.start_iteration)
+            (self.output_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+            truncate_log(self.output_dir, self.start_iteration)
         # Restored last, so that nothing built above (model, teacher, datasets) consumes the resumed random streams.
         if rng_state is not None:
             _set_rng_state(rng_state, self.device)
@@ -272,24 +314,98 @@ class Trainer:
             local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", self.context.world_size))
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_processes))
 
-    def _resolve_resume(self, resume: str | None) -> Path | None:
-        last = find_last_checkpoint(self.output_dir)
-        if resume is None:
-            if last is not None:
-                raise FileExistsError(f"'{self.output_dir}' already holds checkpoints of a run (last: {last.name}); "
-                                      f"pass --resume auto to continue it, or choose another output_dir")
+    def _open_run_folder(self, resume: str | None) -> tuple[Path, dict[str, Any]] | None:
+        """Lock and repair the output folder, then read the checkpoint to resume from (see the class docstring).
+
+        The main process does the folder's work and chooses the checkpoint; the others read the one it chose.
+
+        Returns:
+            (checkpoint path, its contents), or None for a run from iteration 0.
+        """
+        resumed = None
+        if self.context.is_main:
+            if resume is not None and resume not in ("auto", "none") and Path(resume).is_dir() \
+                    and Path(resume).resolve() == self.output_dir.resolve():
+                resume = "auto"
+            if resume == "auto" and not holds_run(self.output_dir):
+                raise FileNotFoundError(f"{no_run_message(self.output_dir)}; check output_dir, or leave out --resume "
+                                        f"to start a new run there")
+            self.lock = RunLock(self.output_dir)
+            remove_stale_temporaries(self.output_dir)
+            resumed = self._resolve_resume(resume)
+        if self.context.distributed:
+            chosen = [None if resumed is None else str(resumed[0])]
+            dist.broadcast_object_list(chosen, src=0)
+            if not self.context.is_main and chosen[0] is not None:
+                resumed = Path(chosen[0]), read_training_checkpoint(chosen[0])
+        return resumed
+
+    def _resolve_resume(self, resume: str | None) -> tuple[Path, dict[str, Any]] | None:
+        """Main process: the checkpoint ``resume`` designates, read, or None (see the class docstring)."""
+        if resume is None or resume == "none":
+            existing = list_checkpoints(self.output_dir)
+            if existing:
+                raise FileExistsError(f"'{self.output_dir}' already holds checkpoints of a run (last: "
+                                      f"{existing[-1].name}); pass --resume auto to continue it, or choose another "
+                                      f"output_dir")
             return None
         if resume == "auto":
-            return last
+            return self._newest_readable_checkpoint(self.output_dir, owned=True)
         path = Path(resume)
+        if path.is_dir():
+            if not holds_run(path):
+                raise FileNotFoundError(no_run_message(path))
+            return self._newest_readable_checkpoint(path, owned=False)
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint to resume from '{path}' does not exist; pass --resume auto to use "
-                                    f"the last checkpoint of the output folder")
-        return path
+            raise FileNotFoundError(f"checkpoint to resume from '{path}' does not exist; pass a checkpoint file "
+                                    f"(<run folder>/checkpoints/iter_*.pt), a run folder, or auto (the output folder)")
+        try:
+            return path, read_training_checkpoint(path)
+        except tqdm_core.CheckpointError as error:
+            raise tqdm_core.CheckpointError(f"cannot resume: {error}; or resume from an earlier checkpoint of the run "
+                                            f"(a run folder or auto takes its newest readable one)") from error
 
-    def _load_checkpoint(self, path: Path) -> dict[str, Any]:
+    def _newest_readable_checkpoint(self, folder: Path, *, owned: bool) -> tuple[Path, dict[str, Any]] | None:
+        """The newest checkpoint of ``folder`` that reads, and its contents.
+
+        Unreadable newer ones are skipped with a warning; in the output folder (``owned``) they are also set aside
+        as ``*.corrupt``, so that neither a later resume nor the pruning of old checkpoints takes them for good.
+
+        Returns:
+            None when the output folder's run has no checkpoint yet (it starts from iteration 0, with a warning).
+
+        Raises:
+            FileNotFoundError: another folder without checkpoints.
+            tqdm_core.CheckpointError: no checkpoint reads; the message lists them.
+        """
+        candidates = list_checkpoints(folder)
+        unreadable: list[Path] = []
+        for path in reversed(candidates):
+            try:
+                payload = read_training_checkpoint(path)
+            except tqdm_core.CheckpointError as error:
+                logger.warning("checkpoint '%s' is unreadable: %s", path, error.__cause__ or error)
+                unreadable.append(path)
+                continue
+            if unreadable:
+                fate = "skipped"
+                if owned:
+                    fate = f"set aside as {', '.join(repr(set_aside(bad).name) for bad in unreadable)}"
+                logger.warning("resuming from '%s' (iteration %d), the newest readable checkpoint; the unreadable "
+                               "newer one(s) %s", path, payload["iteration"], fate)
+            return path, payload
+        if unreadable:
+            raise tqdm_core.CheckpointError(
+                f"no checkpoint of '{folder}' is readable ({', '.join(path.name for path in unreadable)}: truncated or "
+                f"corrupt); move them out of {folder / 'checkpoints'} to start the run again from iteration 0")
+        if not owned:
+            raise FileNotFoundError(f"run folder '{folder}' holds no checkpoint to resume from")
+        logger.warning("run folder '%s' holds a run without any checkpoint yet (it stopped before its first one): "
+                       "starting it again from iteration 0", folder)
+        return None
+
+    def _load_checkpoint(self, path: Path, payload: dict[str, Any]) -> dict[str, Any]:
         """Restore model, teacher, optimizer, scaler and iteration; returns this process's random state."""
-        payload = read_training_checkpoint(path)
         config = self.config
         expected = {"world_size": self.context.world_size, "batch_size": config.batch_size,
                     "accumulation_steps": config.accumulation_steps, "seed": config.seed}
@@ -318,17 +434,6 @@ class Trainer:
         if self.context.is_main:
             logger.info("resumed from %s at iteration %d", path, self.start_iteration)
         return payload["rng"][self.context.rank]
-
-    def _truncate_log(self, iteration: int) -> None:
-        """Drop log lines written after ``iteration`` (a killed run may have logged past its last checkpoint)."""
-        path = self.output_dir / LOG_FILE
-        if not path.exists():
-            return
-        kept = [line for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["iteration"] <= iteration]
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text("".join(f"{line}\n" for line in kept))
-        os.replace(temporary, path)
 
     def _loader(self, end_iteration: int) -> DataLoader:
         config = self.config
@@ -521,9 +626,9 @@ class Trainer:
                 "rng": states,
                 "last_validation": self.last_validation,
             }
-            path = atomic_torch_save(payload, self.output_dir / "checkpoints" / f"iter_{iteration:07d}.pt")
+            path = atomic_torch_save(payload, checkpoint_path(self.output_dir, iteration))
             if config.keep_checkpoints:
-                for old in sorted(path.parent.glob("iter_*.pt"))[:-config.keep_checkpoints]:
+                for old in list_checkpoints(self.output_dir)[:-config.keep_checkpoints]:
                     old.unlink()
         self.context.barrier()
         return path
@@ -537,6 +642,8 @@ class Trainer:
         return save_checkpoint(self.model, self.output_dir / FINAL_MODEL, metadata=metadata)
 
     def close(self) -> None:
-        """Leave the process group (call once at the end of a torchrun process)."""
+        """Release the output folder and leave the process group (call once, at the end of the run)."""
+        if self.lock is not None:
+            self.lock.release()
         if self.context.distributed and dist.is_initialized():
             dist.destroy_process_group()

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tests.training.conftest import small_config
-from training.trainer import Trainer, find_last_checkpoint
+from training.run_folder import list_checkpoints
+from training.trainer import Trainer
 
 # Every source of randomness is on: rescale, crop, flip, photometric change, shuffled epochs, the context decoder's
 # dropout, the point sampling of the mask losses; the warm-up and the poly decay move the LR; both regularizers
@@ -21,24 +22,33 @@ def _final_weights(summary: dict) -> dict[str, torch.Tensor]:
     return torch.load(summary["model_path"], weights_only=True)["state_dict"]
 
 
+def run(config, *, resume: str | None = None, stop_at: int | None = None) -> dict:
+    """Train with ``config`` (from ``resume``) to ``stop_at`` or the end, and release the run folder."""
+    with Trainer(config, resume=resume, progress=False) as trainer:
+        return trainer.train(stop_at=stop_at)
+
+
+def assert_same_weights(expected_summary: dict, actual_summary: dict) -> None:
+    expected, actual = _final_weights(expected_summary), _final_weights(actual_summary)
+    assert expected.keys() == actual.keys()
+    different = [name for name in expected if not torch.equal(expected[name], actual[name])]
+    assert not different, f"{len(different)} tensors differ after resume, e.g. {different[:3]}"
+
+
 def test_stop_and_resume_is_bit_identical(camvid_two_frames, tmp_path):
-    uninterrupted = Trainer(small_config(camvid_two_frames, tmp_path / "a", *RANDOM_RECIPE), progress=False).train()
+    uninterrupted = run(small_config(camvid_two_frames, tmp_path / "a", *RANDOM_RECIPE))
 
     config = small_config(camvid_two_frames, tmp_path / "b", *RANDOM_RECIPE)
-    stopped = Trainer(config, progress=False).train(stop_at=2)
+    stopped = run(config, stop_at=2)
     assert stopped["model_path"] is None
-    assert find_last_checkpoint(tmp_path / "b").name == "iter_0000002.pt"
+    assert [path.name for path in list_checkpoints(tmp_path / "b")] == ["iter_0000002.pt"]
     # Scramble every random stream, as a new process would have them: the checkpoint must restore them.
     torch.manual_seed(12345)
     with open(tmp_path / "b" / "log.jsonl", "a") as log:  # a line a killed run wrote after its last checkpoint
         log.write(json.dumps({"iteration": 3, "losses": {"total": 0.0}, "lr": {}}) + "\n")
-    resumed = Trainer(small_config(camvid_two_frames, tmp_path / "b", *RANDOM_RECIPE), resume="auto",
-                      progress=False).train()
+    resumed = run(small_config(camvid_two_frames, tmp_path / "b", *RANDOM_RECIPE), resume="auto")
 
-    expected, actual = _final_weights(uninterrupted), _final_weights(resumed)
-    assert expected.keys() == actual.keys()
-    different = [name for name in expected if not torch.equal(expected[name], actual[name])]
-    assert not different, f"{len(different)} tensors differ after resume, e.g. {different[:3]}"
+    assert_same_weights(uninterrupted, resumed)
     iterations = [json.loads(line)["iteration"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert iterations == [1, 2, 3, 4]
     losses_a = [json.loads(line)["losses"] for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
@@ -48,13 +58,13 @@ def test_stop_and_resume_is_bit_identical(camvid_two_frames, tmp_path):
 
 def test_fresh_run_refuses_a_folder_with_checkpoints(camvid_two_frames, tmp_path):
     config = small_config(camvid_two_frames, tmp_path / "run", *RANDOM_RECIPE)
-    Trainer(config, progress=False).train(stop_at=2)
+    run(config, stop_at=2)
     with pytest.raises(FileExistsError, match="--resume auto"):
         Trainer(config, progress=False)
 
 
 def test_resume_with_another_batch_size_is_refused(camvid_two_frames, tmp_path):
-    Trainer(small_config(camvid_two_frames, tmp_path / "run", *RANDOM_RECIPE), progress=False).train(stop_at=2)
+    run(small_config(camvid_two_frames, tmp_path / "run", *RANDOM_RECIPE), stop_at=2)
     with pytest.raises(ValueError, match="batch_size 2 \\(checkpoint\\) vs 1 \\(now\\)"):
         Trainer(small_config(camvid_two_frames, tmp_path / "run", *RANDOM_RECIPE, "batch_size=1"), resume="auto",
                 progress=False)
