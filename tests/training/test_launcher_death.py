@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -36,7 +37,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _wait_for(condition, timeout: float) -> bool:
+def _wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``condition`` every 0.2 s until it holds or ``timeout`` seconds passed; returns its last value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
