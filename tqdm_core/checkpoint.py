@@ -160,7 +160,9 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
+    except PermissionError:
+        raise
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
         raise CheckpointError(
             f"checkpoint '{path}' is truncated or corrupt ({type(error).__name__}: {str(error)[:200]}); "
             f"copy or download it again") from error

@@ -4,14 +4,14 @@
 
 1. make a bag from the CamVid frames shipped in ``data/camvid_sample`` (camera, ground truth,
    class table);
-2. start ``segmentation_node`` with the default model (`default_checkpoint`);
+2. start ``segmentation_node`` with the model shipped in the package (``checkpoint: default``,
+   tqdm-small-rn trained on CamVid, see ``tqdm_core/weights/MODEL_CARD.md``) or ``--checkpoint``;
 3. replay the bag through it (`tqdm_ros.bag.evaluate.evaluate_live`, replay rate chosen from
    the node's speed unless given), recording its labels and confidence;
-4. score the outputs against the ground truth and write the report and pictures.
+4. score the outputs against the ground truth and write the report and pictures
+   (`tqdm_core.evaluation`, the same report as ``tqdm-bag evaluate`` and ``training.evaluate``).
 
 Everything lands in one folder, printed at the end; it appears only when the demo succeeded.
-Until a trained checkpoint ships, the node runs a preset with random weights and the demo says
-so on screen and in the report: that segmentation is not meaningful.
 """
 from __future__ import annotations
 
@@ -29,19 +29,10 @@ import time
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAMPLE_FRAMES = REPO_ROOT / 'data' / 'camvid_sample'
 NODE_PARAMS = REPO_ROOT / 'config' / 'segment.yaml'
-# Runs when no trained checkpoint exists: the node's default preset, towers and heads random.
-UNTRAINED_PRESET = 'tqdm-clip-vit-b16'
 # The sample frames are 40 video frames (1.3 s) apart in the 30 Hz CamVid sequence 0016E5.
 BAG_RATE_HZ = 0.75
 CAMERA_TOPIC = '/camera/image_raw'
 NODE_OUTPUT_NAMESPACE = '/camera/segmentation'
-
-
-def default_checkpoint() -> pathlib.Path | None:
-    """Return the trained model the demo runs: the one shipped in tqdm_core, None if missing."""
-    from tqdm_core.default_model import DEFAULT_CHECKPOINT
-
-    return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -50,20 +41,19 @@ class DemoConfig:
 
     Attributes:
         output: folder to create for the bags, the node log, the report and the pictures.
-        checkpoint: model file for the node; None: `default_checkpoint`, else an untrained
-            ``UNTRAINED_PRESET``.
+        checkpoint: model file for the node, or 'default' (the model shipped in the package).
         num_frames: use only the first N sample frames; None: all.
         rate: replay speed factor; None: chosen from the node's time on a warm-up frame.
-        input_scale: the node's input resize factor (0.5 runs the model at half resolution; 0 uses
-            the checkpoint's recommended scale).
+        scale: the node's input resize factor (0.5 runs the model at half resolution); None: the
+            checkpoint's recommended scale.
         node_timeout_s: longest wait for the node to load its model and for each answer.
     """
 
     output: pathlib.Path
-    checkpoint: pathlib.Path | None = None
+    checkpoint: str = 'default'
     num_frames: int | None = None
     rate: float | None = None
-    input_scale: float = 0.0
+    scale: float | None = None
     node_timeout_s: float = 300.0
 
 
@@ -82,13 +72,11 @@ def check_network_safety() -> None:
             '`source scripts/ros_env.sh` before `python -m tqdm_ros.demo`')
 
 
-def node_command(config: DemoConfig, checkpoint: pathlib.Path | None) -> list[str]:
+def node_command(config: DemoConfig) -> list[str]:
     """Command line of the segmentation node for the demo."""
-    if checkpoint is not None:
-        model = [f'checkpoint:={checkpoint}', "model:=''"]
-    else:
-        model = ["checkpoint:=''", f'model:={UNTRAINED_PRESET}', 'pretrained:=none']
-    parameters = model + [f'input_topics:=[{CAMERA_TOPIC}]', f'input_scale:={config.input_scale}']
+    # The node's spelling: input_scale 0 means the checkpoint's recommended scale.
+    parameters = [f'checkpoint:={config.checkpoint}', f'input_topics:=[{CAMERA_TOPIC}]',
+                  f'input_scale:={float(config.scale or 0.0)}']
     return [sys.executable, '-m', 'tqdm_ros.segmentation_node', '--ros-args',
             '--params-file', str(NODE_PARAMS)] + [
                 item for parameter in parameters for item in ('-p', parameter)]
@@ -139,22 +127,19 @@ def run_demo(config: DemoConfig) -> pathlib.Path:
     import rclpy
     from domain_coordinator import domain_id
 
+    from tqdm_core.default_model import resolve_checkpoint
+    from tqdm_core.evaluation import format_summary, ModelInfo, write_report_files
+
     from tqdm_ros.bag.bag_reader import staged_bag_path
-    from tqdm_ros.bag.evaluate import evaluate_live, LiveConfig
+    from tqdm_ros.bag.evaluate import evaluate_live
+    from tqdm_ros.bag.live_source import LiveConfig
     from tqdm_ros.bag.make_bag import find_frames, make_bag, MakeBagConfig
-    from tqdm_ros.bag.report import format_summary, ModelInfo, UNTRAINED_WARNING
-    from tqdm_ros.bag.report import write_report_files
 
     check_network_safety()
-    checkpoint = config.checkpoint or default_checkpoint()
-    if checkpoint is None:
-        model = ModelInfo(name=UNTRAINED_PRESET, trained=False,
-                          source=f'preset {UNTRAINED_PRESET} with random weights')
-        print(f'WARNING: {UNTRAINED_WARNING}. No trained checkpoint ships yet; pass '
-              '--checkpoint model.pt to run a trained one.', flush=True)
-    else:
-        model = ModelInfo(name=pathlib.Path(checkpoint).stem, source=str(checkpoint),
-                          trained=True)
+    checkpoint = resolve_checkpoint(config.checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"checkpoint '{checkpoint}' does not exist")
+    model = ModelInfo(name=checkpoint.stem, source=str(checkpoint), trained=True)
     with staged_bag_path(config.output) as staging, domain_id() as domain:
         staging.mkdir()
         bag = make_bag(find_frames(SAMPLE_FRAMES), staging / 'camvid_sample_bag',
@@ -166,7 +151,7 @@ def run_demo(config: DemoConfig) -> pathlib.Path:
                                                             os.environ.get('PYTHONPATH')])))
         print(f'starting the segmentation node (log: {config.output / "node.log"})', flush=True)
         with open(log, 'w') as log_file:
-            process = subprocess.Popen(node_command(config, checkpoint), env=env, cwd=REPO_ROOT,
+            process = subprocess.Popen(node_command(config), env=env, cwd=REPO_ROOT,
                                        stdout=log_file, stderr=subprocess.STDOUT)
         context = rclpy.Context()
         rclpy.init(context=context, domain_id=domain)
@@ -179,7 +164,7 @@ def run_demo(config: DemoConfig) -> pathlib.Path:
                                 warmup_timeout_s=config.node_timeout_s,
                                 settle_timeout_s=config.node_timeout_s))
             # The report names the bag where it will be, not where it is staged.
-            report = dataclasses.replace(report, bag=str(config.output / bag.name))
+            report = dataclasses.replace(report, source=str(config.output / bag.name))
             write_report_files(report, staging)
         except BaseException:
             print(f'demo failed; the node log ended with:\n{_tail(log)}', file=sys.stderr)
@@ -197,19 +182,20 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-o', '--output', type=pathlib.Path,
                         help='folder to create (default: runs/demo/<date-time>)')
-    parser.add_argument('--checkpoint', type=pathlib.Path,
-                        help='model file for the node (default: the shipped model, if any)')
+    parser.add_argument('--checkpoint', default='default',
+                        help="model file for the node (default: 'default', the shipped model)")
     parser.add_argument('--frames', type=int, help='use only the first N sample frames')
     parser.add_argument('--rate', type=float,
                         help="replay speed factor (default: matched to the node's speed)")
-    parser.add_argument('--input-scale', type=float, default=0.0,
-                        help="the node's input resize factor, e.g. 0.5 for speed on a CPU")
+    parser.add_argument('--scale', '--input-scale', type=float,
+                        help="the node's input resize factor, e.g. 0.5 for speed on a CPU "
+                             "(default: the checkpoint's recommended scale)")
     parser.add_argument('--node-timeout', type=float, default=300.0)
     args = parser.parse_args(argv)
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     config = DemoConfig(output=args.output or REPO_ROOT / 'runs' / 'demo' / stamp,
                         checkpoint=args.checkpoint, num_frames=args.frames, rate=args.rate,
-                        input_scale=args.input_scale, node_timeout_s=args.node_timeout)
+                        scale=args.scale, node_timeout_s=args.node_timeout)
     try:
         folder = run_demo(config)
     except (FileExistsError, FileNotFoundError, RuntimeError, TimeoutError, ValueError) as err:

@@ -42,9 +42,10 @@ def test_custom_classes_travel_with_the_checkpoint(tmp_path):
 def test_truncated_file_is_reported(model, tmp_path):
     path = save_checkpoint(model, tmp_path / "model.pt")
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        load_checkpoint(path)
+    for size in (len(data) // 2, 100, 0):  # torch fails differently on files shorter than a zip record
+        path.write_bytes(data[:size])
+        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+            load_checkpoint(path)
 
 
 def test_missing_file_and_foreign_files(tmp_path):

@@ -1,4 +1,4 @@
-"""training.evaluate on data/camvid_sample: a Cityscapes-19 model scored on CamVid-11 ground truth."""
+"""training.evaluate on data/camvid_sample: a Cityscapes-19 model scored on CamVid-11 ground truth; its errors."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ import tqdm_core
 from tqdm_core import Predictor
 from tqdm_core.data import build_dataset
 from tqdm_core.evaluation import CITYSCAPES_TO_CAMVID_NAMES
+from tqdm_core.evaluation.report import PICTURES
 from training import evaluate, plot_log
 
 CAMVID_SAMPLE = Path(__file__).resolve().parents[2] / "data" / "camvid_sample"
@@ -28,9 +29,11 @@ def test_evaluate_writes_scores_and_pictures(cityscapes_checkpoint, tmp_path):
     assert evaluate.main(["--checkpoint", str(cityscapes_checkpoint), "--dataset", f"camvid:{CAMVID_SAMPLE}:val",
                           "--mode", "whole", "--max-images", "2", "--num-overlays", "2", "--no-progress",
                           "--output-dir", str(output)]) == 0
-    metrics = json.loads((output / "camvid_val" / "metrics.json").read_text())
+    report = json.loads((output / "camvid_val" / "report.json").read_text())
+    metrics = report["metrics"]
+    assert report["frames"]["scored"] == 2 and report["mode"] == "offline" and report["source"] == "camvid_val"
     camvid = tqdm_core.CAMVID_11
-    assert metrics["class_names"] == list(camvid.names) and metrics["images"] == 2
+    assert metrics["class_names"] == list(camvid.names)
     assert len(metrics["class_mapping"]) == 19  # Cityscapes ids -> CamVid ids (255: no counterpart)
     confusion = np.asarray(metrics["confusion_matrix"])
     assert confusion.shape == (11, 11)
@@ -54,20 +57,62 @@ def test_evaluate_writes_scores_and_pictures(cityscapes_checkpoint, tmp_path):
     assert metrics["num_pixels"] == labelled
     assert metrics["pixel_accuracy"] == pytest.approx(correct / labelled)
 
-    for picture in ("per_class_iou.png", "confusion_matrix.png", "reliability.png", "overlays.png"):
+    for picture in PICTURES.values():
         image = cv2.imread(str(output / "camvid_val" / picture))
         assert image is not None and min(image.shape[:2]) >= 100, picture
+    assert "| mIoU |" in (output / "camvid_val" / "summary.md").read_text()
     summary = json.loads((output / "summary.json").read_text())
     assert summary["datasets"]["camvid_val"]["miou"] == metrics["miou"]
+    assert summary["datasets"]["camvid_val"]["report"] == "camvid_val"
 
 
-def test_dataset_argument_errors():
-    with pytest.raises(Exception, match="NAME:ROOT"):
-        evaluate.DatasetSpec.parse("camvid")
+def test_dataset_specs_with_options_and_their_errors():
+    spec = evaluate.DatasetSpec.parse("camvid:/data/camvid:val:sequences=[0016E5,0006R0]:classes=camvid11")
+    assert spec == evaluate.DatasetSpec("camvid", "/data/camvid", "val",
+                                        {"sequences": ["0016E5", "0006R0"], "classes": "camvid11"})
+    assert spec.label == "camvid_val_sequences-0016E5+0006R0_classes-camvid11"
+    assert evaluate.DatasetSpec.parse("camvid:/data/camvid:classes=camvid11").split is None
+    assert evaluate.DatasetSpec.parse("camvid:/d:val") == evaluate.DatasetSpec("camvid", "/d", "val")
+    for text in ("camvid", "camvid:", "camvid:/d::x=1", "camvid:/d:val:x", "camvid:/d:val:=3"):
+        with pytest.raises(Exception, match=r"NAME:ROOT\[:SPLIT\]\[:KEY=VALUE\]"):
+            evaluate.DatasetSpec.parse(text)
     with pytest.raises(Exception, match="unknown dataset 'kitti'"):
         evaluate.DatasetSpec.parse("kitti:/data/kitti")
-    assert evaluate.DatasetSpec.parse("camvid:/data/camvid:val") == evaluate.DatasetSpec("camvid", "/data/camvid",
-                                                                                          "val")
+    with pytest.raises(ValueError, match=r"dataset 'camvid' does not take the options \['colour'\]"):
+        evaluate.DatasetSpec.parse(f"camvid:{CAMVID_SAMPLE}:val:colour=red").build()
+
+
+def test_user_mistakes_print_one_line_and_exit_2(cityscapes_checkpoint, tmp_path, capsys, monkeypatch):
+    """A truncated checkpoint, a missing dataset, an invalid option: one line on stderr, exit code 2, nothing
+    written; --debug shows the traceback (the exception itself)."""
+    monkeypatch.chdir(tmp_path)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(cityscapes_checkpoint.read_bytes()[:4096])
+    dataset = f"camvid:{CAMVID_SAMPLE}:val"
+    for arguments, message in (
+            (["--checkpoint", str(truncated), "--dataset", dataset], f"checkpoint '{truncated}' is truncated or "
+                                                                     "corrupt"),
+            (["--checkpoint", str(cityscapes_checkpoint), "--dataset", "camvid:/nowhere:val"], "/nowhere"),
+            (["--checkpoint", str(cityscapes_checkpoint), "--dataset", dataset, "--scale", "0.01"],
+             "'--scale' must be in [0.05, 8.0], got 0.01")):
+        with pytest.raises(SystemExit) as exited:
+            evaluate.main([*arguments, "--no-progress"])
+        assert exited.value.code == 2
+        error = capsys.readouterr().err
+        assert error.startswith("python -m training.evaluate: error: ") and message in error
+        assert error.count("\n") == 1 and "Traceback" not in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["truncated.pt"]
+    with pytest.raises(tqdm_core.CheckpointError, match="truncated or corrupt"):
+        evaluate.main(["--checkpoint", str(truncated), "--dataset", dataset, "--debug"])
+
+
+def test_default_output_is_under_runs_of_the_working_folder(cityscapes_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert evaluate.main(["--checkpoint", str(cityscapes_checkpoint), "--dataset", f"camvid:{CAMVID_SAMPLE}:val",
+                          "--mode", "whole", "--max-images", "1", "--num-overlays", "1", "--no-progress"]) == 0
+    (run,) = (tmp_path / "runs" / "eval").iterdir()
+    assert run.name.startswith("tiny-") and (run / "camvid_val" / "report.json").is_file()
+    assert not list(cityscapes_checkpoint.parent.glob("eval_*"))
 
 
 def test_plot_log_draws_a_png(tmp_path):

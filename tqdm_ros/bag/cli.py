@@ -6,7 +6,7 @@ Examples::
     tqdm-bag info runs/camvid_bag
     tqdm-bag replay runs/camvid_bag --rate 2 --remap /camera/image_raw:=/cam0/image_raw
     tqdm-bag record -o runs/outputs_bag --topics /segmentation/labels --idle-timeout 3
-    tqdm-bag evaluate runs/camvid_bag -o runs/eval_offline --checkpoint model.pt
+    tqdm-bag evaluate runs/camvid_bag -o runs/eval_offline --checkpoint default
     tqdm-bag evaluate runs/camvid_bag -o runs/eval_live --mode live --rate auto
 """
 from __future__ import annotations
@@ -97,6 +97,15 @@ def _add_record(subparsers) -> None:
                         help='log messages with /clock time')
 
 
+class _DeprecatedInputScale(argparse.Action):
+    """``--input-scale`` (0: the checkpoint's scale), the old name of ``--scale``."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        print('tqdm-bag evaluate: --input-scale is deprecated, use --scale (and leave it out for '
+              "the checkpoint's recommended scale)", file=sys.stderr)
+        namespace.scale = value or None
+
+
 def _rate(text: str) -> float | None:
     if text == 'auto':
         return None
@@ -117,15 +126,24 @@ def _add_evaluate(subparsers) -> None:
     parser.add_argument('-o', '--output', type=pathlib.Path, required=True,
                         help='report folder to create (must not exist)')
     parser.add_argument('--mode', choices=('offline', 'live'), default='offline')
-    model = parser.add_argument_group('offline model (one of)')
-    model.add_argument('--checkpoint', type=pathlib.Path, help='trained model file')
-    model.add_argument('--preset', help='model preset with random weights (pipeline check only)')
-    model.add_argument('--device', default='cpu')
-    model.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16'))
-    model.add_argument('--inference-mode', default='whole', choices=('whole', 'slide'))
-    model.add_argument('--input-scale', type=float, default=0.0,
-                       help='resize factor of the model input; scores stay at full resolution; '
-                            "0: the checkpoint's recommended scale (1.0 for a preset)")
+    model = parser.add_argument_group(
+        'offline model', "a checkpoint, a preset with random weights, or both (then the "
+        "checkpoint must hold that preset); the other options default to the Predictor's")
+    model.add_argument('--checkpoint',
+                       help="trained model file, or 'default' (the model shipped in the package)")
+    model.add_argument('--preset', help='model preset; alone: built with random weights (pipeline '
+                                        'check only)')
+    model.add_argument('--device', help="'cpu', 'cuda' or 'cuda:N'")
+    model.add_argument('--precision', help='autocast precision, e.g. fp32 or bf16')
+    model.add_argument('--inference-mode', help='whole or slide')
+    model.add_argument('--window', type=int, help='sliding-window size in pixels')
+    model.add_argument('--stride', type=int, help='sliding-window stride in pixels')
+    model.add_argument('--scale', type=float,
+                       help="resize factor of the model input (default: the checkpoint's "
+                            'recommended scale, else 1); scores stay at full resolution')
+    model.add_argument('--input-scale', type=float, action=_DeprecatedInputScale,
+                       help=argparse.SUPPRESS)
+    model.add_argument('--runtime', help='torch or onnxruntime')
     topics = parser.add_argument_group('bag topics')
     topics.add_argument('--image-topic', default=_DEFAULTS.image_topic)
     topics.add_argument('--label-topic', default=_DEFAULTS.label_topic)
@@ -279,34 +297,46 @@ def _run_record(args: argparse.Namespace) -> None:
     print(format_summary(summarize_bag(summary.path)))
 
 
-def _offline_predictor(args: argparse.Namespace):
-    """Build the Predictor of ``--checkpoint`` or ``--preset``; return it and its description."""
-    from tqdm_core import CheckpointError, create_model, Predictor
+# tqdm-bag evaluate's spelling of the tqdm_core.InferenceOptions fields it sets.
+OPTION_FLAGS = {'device': '--device', 'precision': '--precision', 'mode': '--inference-mode',
+                'window': '--window', 'stride': '--stride', 'scale': '--scale',
+                'runtime': '--runtime'}
 
-    from tqdm_ros.bag.report import ModelInfo
-    if (args.checkpoint is None) == (args.preset is None):
-        raise ValueError('offline evaluation needs a model: pass --checkpoint model.pt (trained) '
-                         'or --preset NAME (random weights, to check the pipeline)')
-    options = {'device': args.device, 'precision': args.precision,
-               'mode': args.inference_mode, 'scale': args.input_scale or None}
-    if args.preset is not None:
-        options['scale'] = args.input_scale or 1.0
-        predictor = Predictor(create_model(args.preset, pretrained=None), **options)
+
+def _offline_predictor(args: argparse.Namespace):
+    """Build the Predictor of ``--checkpoint`` and/or ``--preset``; return it and its origin."""
+    import tqdm_core
+    from tqdm_core.default_model import resolve_checkpoint
+    from tqdm_core.evaluation import ModelInfo
+
+    if args.checkpoint is None and args.preset is None:
+        raise ValueError('offline evaluation needs a model: pass --checkpoint model.pt (trained; '
+                         "'default': the shipped model) or --preset NAME (random weights, to "
+                         'check the pipeline)')
+    given = {option: getattr(args, flag[2:].replace('-', '_'))
+             for option, flag in OPTION_FLAGS.items()}
+    try:
+        options = tqdm_core.InferenceOptions(
+            **{option: value for option, value in given.items() if value is not None})
+        predictor = tqdm_core.load_predictor(args.checkpoint, preset=args.preset,
+                                             options=options)
+    except tqdm_core.InvalidOption as err:
+        raise ValueError(err.describe(OPTION_FLAGS)) from None
+    except tqdm_core.CheckpointError as err:
+        raise ValueError(str(err)) from None
+    if args.checkpoint is None:
         return predictor, ModelInfo(name=args.preset, trained=False,
                                     source=f'preset {args.preset} with random weights')
-    try:
-        predictor = Predictor.from_checkpoint(args.checkpoint, **options)
-    except CheckpointError as err:
-        raise ValueError(str(err)) from None
-    return predictor, ModelInfo(name=predictor.describe()['model'], source=str(args.checkpoint),
-                                trained=True)
+    return predictor, ModelInfo(name=predictor.model.preset, trained=True,
+                                source=str(resolve_checkpoint(args.checkpoint)))
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
+    from tqdm_core.evaluation import format_summary, write_report_files
+
     from tqdm_ros.bag.bag_reader import staged_bag_path
     from tqdm_ros.bag.evaluate import EvaluationConfig, evaluate_live, evaluate_offline
-    from tqdm_ros.bag.evaluate import LiveConfig
-    from tqdm_ros.bag.report import format_summary, write_report_files
+    from tqdm_ros.bag.live_source import LiveConfig
 
     config = EvaluationConfig(
         image_topic=args.image_topic, label_topic=args.label_topic,

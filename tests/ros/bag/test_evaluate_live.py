@@ -2,13 +2,18 @@
 
 The node loads the same tiny-model checkpoint as the offline reference. Frames are 2 s apart in
 the bag and the tiny model needs a fraction of that on small frames, so at rate 1 nothing drops and
-the node's outputs must score exactly as the Predictor run offline.
+the node's outputs must score exactly as the Predictor run offline, and as training.evaluate on the
+same images; the three reports have the same files and fields.
 """
 import json
 
 import numpy as np
 import pytest
-from tqdm_core import Predictor
+from tqdm_core import InferenceOptions, Predictor
+from tqdm_core.data import CamVidDataset
+from tqdm_core.evaluation import ModelInfo, write_report
+from tqdm_core.default_model import DEFAULT_CHECKPOINT
+from tqdm_core.evaluation.report import PICTURES
 import yaml
 
 from tests.ros.bag.evaluation_fixtures import (  # noqa: F401 (fixtures)
@@ -16,8 +21,8 @@ from tests.ros.bag.evaluation_fixtures import (  # noqa: F401 (fixtures)
 from tests.ros.ros_harness import node_command, NodeProcess, REPO_ROOT
 from tqdm_ros import demo
 from tqdm_ros.bag.bag_reader import summarize_bag
-from tqdm_ros.bag.evaluate import evaluate_live, evaluate_offline, LiveConfig
-from tqdm_ros.bag.report import ModelInfo, PICTURES
+from tqdm_ros.bag.evaluate import evaluate_live, evaluate_offline
+from tqdm_ros.bag.live_source import LiveConfig
 
 NODE_START_TIMEOUT_S = 120.0  # torch import and model load on a shared 2-core machine
 
@@ -34,18 +39,47 @@ def node(ros_domain, tiny_checkpoint, tmp_path_factory):
     process.stop()
 
 
-def test_live_at_rate_1_scores_as_offline(camvid_bag, tiny_checkpoint, node, ros_context,
-                                          tmp_path):
+def json_fields(value, prefix=''):
+    """Return the set of key paths of a JSON document (list items share one path)."""
+    if isinstance(value, dict):
+        return {f'{prefix}/{key}' for key in value} | {
+            path for key, item in value.items() for path in json_fields(item, f'{prefix}/{key}')}
+    if isinstance(value, list):
+        return {path for item in value for path in json_fields(item, f'{prefix}[]')}
+    return set()
+
+
+def test_live_at_rate_1_scores_as_offline_and_as_training_evaluate(
+        camvid_bag, small_camvid, tiny_checkpoint, node, ros_context, tmp_path):
     live = evaluate_live(camvid_bag, context=ros_context, record_to=tmp_path / 'outputs',
                          live=LiveConfig(rate=1.0, discovery_timeout_s=NODE_START_TIMEOUT_S,
                                          settle_timeout_s=20.0))
     assert node.returncode is None, node.output
-    assert live.dropped_stamps_ns == () and live.frames_scored == NUM_FRAMES
+    assert live.dropped == () and live.frames_scored == NUM_FRAMES
     offline = evaluate_offline(camvid_bag, Predictor.from_checkpoint(tiny_checkpoint),
                                model=ModelInfo(name='tiny', source='test', trained=False))
-    assert live.evaluator.evaluate()['miou'] == offline.evaluator.evaluate()['miou']
-    np.testing.assert_array_equal(live.evaluator.counts, offline.evaluator.counts)
-    np.testing.assert_array_equal(live.calibration.bin_counts, offline.calibration.bin_counts)
+    training_evaluate = pytest.importorskip('training.evaluate')
+    scaled = training_evaluate.ScaledPredictor(
+        training_evaluate.load_model(tiny_checkpoint), None, InferenceOptions())
+    dataset = training_evaluate.evaluate_dataset(
+        scaled, CamVidDataset(small_camvid, split='val'), label='camvid_val', progress=False)
+    for report in (offline, dataset):
+        assert live.evaluator.evaluate()['miou'] == report.evaluator.evaluate()['miou']
+        np.testing.assert_array_equal(live.evaluator.counts, report.evaluator.counts)
+        np.testing.assert_array_equal(live.calibration.bin_counts, report.calibration.bin_counts)
+    folders = {name: write_report(report, tmp_path / name)
+               for name, report in (('live', live), ('offline', offline), ('dataset', dataset))}
+    files = {name: sorted(p.name for p in folder.iterdir()) for name, folder in folders.items()}
+    assert files['live'] == files['offline'] == files['dataset'] == sorted(
+        ['report.json', 'summary.md', *PICTURES.values()])
+    data = {name: json.loads((folder / 'report.json').read_text())
+            for name, folder in folders.items()}
+    # The same fields, but for the few each producer adds to `run` and the model details.
+    fields = {name: {f for f in json_fields(report)
+                     if not f.startswith(('/run/', '/model/details/'))}
+              for name, report in data.items()}
+    assert fields['live'] == fields['offline'] == fields['dataset']
+    assert data['live']['metrics'] == data['offline']['metrics'] == data['dataset']['metrics']
     assert live.run['replay_rate'] == 1.0 and live.model_classes.name == 'cityscapes19'
     assert live.latencies_ms.size == NUM_FRAMES and (live.latencies_ms > 0).all()
     recorded = {t.name: t.message_count for t in summarize_bag(tmp_path / 'outputs').topics}
@@ -62,22 +96,21 @@ def test_live_without_a_node_times_out_clearly(camvid_bag, ros_context):
                       live=LiveConfig(output_namespace='/nobody', discovery_timeout_s=0.5))
 
 
-def test_demo_runs_and_says_the_model_is_untrained(tmp_path, monkeypatch, capsys):
-    """The demo's default path without a shipped checkpoint, on 2 frames with the tiny preset."""
-    monkeypatch.setattr(demo, 'default_checkpoint', lambda: None)
-    monkeypatch.setattr(demo, 'UNTRAINED_PRESET', 'tqdm-tiny-rn')
+def test_demo_runs_the_shipped_model(tmp_path, capsys):
+    """The demo's default path: the default model through the node, on 2 frames."""
     output = tmp_path / 'demo'
-    assert demo.main(['-o', str(output), '--frames', '2', '--input-scale', '0.2',
+    assert demo.main(['-o', str(output), '--frames', '2',
                       '--node-timeout', str(NODE_START_TIMEOUT_S)]) == 0
     printed = capsys.readouterr().out
-    assert 'WARNING: the model is untrained (random weights)' in printed
     assert printed.rstrip().endswith(f'report and pictures in {output}')
     report = json.loads((output / 'report.json').read_text())
-    assert report['mode'] == 'live' and report['model']['trained'] is False
-    assert report['frames']['in_bag'] == 2
+    assert report['mode'] == 'live' and report['model']['trained'] is True
+    assert report['model']['source'] == str(DEFAULT_CHECKPOINT)
+    assert report['frames']['total'] == 2
     assert report['frames']['scored'] + report['frames']['dropped'] == 2
-    assert report['notes'][0].startswith('the model is untrained')
-    assert report['bag'] == str(output / 'camvid_sample_bag')
+    assert report['classes']['model']['name'] == 'camvid11'
+    assert not any('untrained' in note for note in report['notes'])
+    assert report['source'] == str(output / 'camvid_sample_bag')
     for name in PICTURES.values():
         assert (output / name).stat().st_size > 0, name
     assert summarize_bag(output / 'node_outputs_bag').message_count > 0

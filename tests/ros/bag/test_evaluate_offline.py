@@ -2,7 +2,8 @@
 
 The bag is made from downscaled CamVid sample frames; the direct references read the same image
 files through tqdm_core's CamVid dataset, so the bag round trip (encoding, stamps, label pairing,
-class table) is what is checked.
+class table) is what is checked. The report is tqdm_core.evaluation's, shared with
+training.evaluate (its own tests cover the writer; test_evaluate_live compares the three paths).
 """
 import json
 
@@ -10,14 +11,15 @@ import numpy as np
 import pytest
 from tqdm_core import CAMVID_11, ClassTable, InferenceOptions, Predictor
 from tqdm_core.data import CamVidDataset
-from tqdm_core.evaluation import SemSegEvaluator
+from tqdm_core.evaluation import EvaluationError, FrameScorer, ModelInfo, SemSegEvaluator
+from tqdm_core.evaluation import write_report
+from tqdm_core.evaluation.report import PICTURES
 
 from tests.ros.bag.evaluation_fixtures import (  # noqa: F401 (fixtures)
     camvid_bag, NUM_FRAMES, small_camvid, tiny_checkpoint, write_bag)
 from tqdm_ros.bag.bag_reader import BagError
 from tqdm_ros.bag.cli import main
-from tqdm_ros.bag.evaluate import evaluate_offline, EvaluationConfig, FrameScorer
-from tqdm_ros.bag.report import ModelInfo, PICTURES, write_report
+from tqdm_ros.bag.evaluate import evaluate_offline, EvaluationConfig, frame_name
 
 MODEL = ModelInfo(name='tqdm-tiny-rn', source='test checkpoint', trained=False)
 
@@ -43,24 +45,24 @@ def test_offline_equals_direct_predictor_and_training_evaluate(
     np.testing.assert_array_equal(counts, direct.counts)
     # Not a trivial matrix: predictions fall in a class column and in the unmapped column.
     assert np.count_nonzero(counts.sum(axis=0)) >= 2
-    assert offline_report.frames_scored == offline_report.frames_in_bag == len(dataset)
+    assert offline_report.frames_scored == offline_report.frames_total == len(dataset)
 
     training_evaluate = pytest.importorskip('training.evaluate')
     scaled = training_evaluate.ScaledPredictor(
         training_evaluate.load_model(tiny_checkpoint), None, InferenceOptions())
-    metrics = training_evaluate.evaluate_dataset(scaled, dataset, tmp_path / 'training_eval',
-                                                 title='camvid', num_overlays=0,
-                                                 progress=False)
-    assert metrics['confusion_matrix'] == offline_report.evaluator.confusion_matrix.tolist()
-    assert metrics['calibration']['bin_counts'] == (
-        offline_report.calibration.bin_counts.tolist())
+    report = training_evaluate.evaluate_dataset(scaled, dataset, label='camvid', num_overlays=0,
+                                                progress=False)
+    np.testing.assert_array_equal(report.evaluator.counts, offline_report.evaluator.counts)
+    np.testing.assert_array_equal(report.calibration.bin_counts,
+                                  offline_report.calibration.bin_counts)
 
 
 def test_report_folder_holds_json_summary_and_pictures(offline_report, tmp_path):
     folder = write_report(offline_report, tmp_path / 'report')
     data = json.loads((folder / 'report.json').read_text())
-    assert data['frames'] == {'in_bag': NUM_FRAMES, 'scored': NUM_FRAMES, 'dropped': 0,
-                              'dropped_stamps_ns': []}
+    assert data['frames'] == {'total': NUM_FRAMES, 'scored': NUM_FRAMES, 'dropped': 0,
+                              'dropped_frames': []}
+    assert data['mode'] == 'offline' and data['source'] == offline_report.source
     assert data['metrics']['confusion_matrix'] == (
         offline_report.evaluator.confusion_matrix.tolist())
     assert data['model']['trained'] is False and 'untrained' in data['notes'][0]
@@ -115,13 +117,14 @@ def test_ground_truth_of_another_size_or_class_table(tmp_path, predictor):
         evaluate_offline(small, predictor, model=MODEL)
     cityscapes_ids = write_bag(tmp_path / 'ids', image=image, class_table=CAMVID_11,
                                label=np.full((36, 48), 17, dtype=np.uint8))
-    with pytest.raises(BagError, match=r"holds ids \[17\] that are not classes of .* 'camvid11'"):
+    with pytest.raises(EvaluationError,
+                       match=r"holds ids \[17\] that are not classes of .* 'camvid11'"):
         evaluate_offline(cityscapes_ids, predictor, model=MODEL)
     with pytest.raises(BagError, match="differs from the given 'cityscapes19'"):
         evaluate_offline(cityscapes_ids, predictor, model=MODEL, config=EvaluationConfig(
             ground_truth_classes=ClassTable.from_names(['road'], name='cityscapes19')))
-    with pytest.raises(BagError, match="no class of the model's table 'lab'"):
-        FrameScorer(ground_truth_classes=CAMVID_11, num_frames=1, config=EvaluationConfig(),
+    with pytest.raises(EvaluationError, match="no class of the model's table 'lab'"):
+        FrameScorer(ground_truth_classes=CAMVID_11, num_frames=1,
                     model_classes=ClassTable.from_names(['desk', 'chair'], name='lab'))
 
 
@@ -145,3 +148,28 @@ def test_cli_offline_report(camvid_bag, tmp_path, capsys, tiny_checkpoint):
     assert 'frames: 1 scored of 1 with ground truth, 0 dropped' in printed
     assert f'report and pictures in {output}' in printed
     assert json.loads((output / 'report.json').read_text())['model']['trained'] is True
+
+
+def test_cli_maps_its_flags_to_the_inference_options(camvid_bag, tmp_path, capsys,
+                                                     tiny_checkpoint):
+    output = tmp_path / 'report'
+    assert main(['evaluate', str(camvid_bag), '-o', str(output), '--checkpoint',
+                 str(tiny_checkpoint), '--preset', 'tqdm-tiny-rn', '--inference-mode', 'slide',
+                 '--window', '64', '--stride', '48', '--scale', '0.5', '--limit', '1']) == 0
+    details = json.loads((output / 'report.json').read_text())['model']['details']
+    assert (details['mode'], details['scale'], details['model']) == ('slide', 0.5, 'tqdm-tiny-rn')
+    assert main(['evaluate', str(camvid_bag), '-o', str(tmp_path / 'no'), '--checkpoint',
+                 str(tiny_checkpoint), '--window', '64', '--stride', '96']) == 1
+    assert ("--stride' must be at most '--window' (64)" in capsys.readouterr().err)
+    assert main(['evaluate', str(camvid_bag), '-o', str(tmp_path / 'no'), '--checkpoint',
+                 str(tiny_checkpoint), '--preset', 'tqdm-tiny-vit']) == 1
+    assert "saved for preset 'tqdm-tiny-rn' but preset 'tqdm-tiny-vit'" in capsys.readouterr().err
+    # The old flag still works (0: the checkpoint's scale), with a deprecation notice.
+    assert main(['evaluate', str(camvid_bag), '-o', str(tmp_path / 'old'), '--checkpoint',
+                 str(tiny_checkpoint), '--input-scale', '0', '--limit', '1']) == 0
+    assert '--input-scale is deprecated' in capsys.readouterr().err
+    assert not (tmp_path / 'no').exists()
+
+
+def test_frame_names_keep_every_nanosecond():
+    assert frame_name(1_700_000_000_000_000_001) == 'stamp 1700000000.000000001 s'

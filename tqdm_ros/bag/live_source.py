@@ -1,0 +1,396 @@
+"""Frames of a live evaluation: a bag replayed through a running segmentation node.
+
+`live_node_source` finds the node's outputs, reads its class table, sends one warm-up frame (so
+the cost of its first inference is not measured), then replays the bag's camera topic
+(`BagPlayer`) and, optionally, records the node's outputs. `LiveSession.frames` yields, for each
+labelled bag frame, the node's ``labels`` and ``confidence`` matched by header stamp as a
+`ScoredFrame`, or a `DroppedFrame` when its labels never come (the node keeps only the newest
+frame, so a node slower than the replay drops frames). Latency is the time the labels arrived
+minus the time the player published the frame (DDS source timestamp of the camera message, seen
+by our own subscription), both on this host's clock. Scoring is `tqdm_core.evaluation`'s.
+
+rclpy is imported only when a session starts.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+import pathlib
+import struct
+import threading
+import time
+
+import numpy as np
+from tqdm_core.classes import ClassTable
+from tqdm_core.evaluation.scoring import DroppedFrame, ScoredFrame
+
+from tqdm_ros.bag.bag_reader import BagError, connections_for, iter_messages, open_bag
+from tqdm_ros.bag.bag_reader import stamp_to_ns
+from tqdm_ros.bag.evaluate import BagFrames, labeled_frames
+from tqdm_ros.class_table_json import class_table_from_json, ClassTableFormatError
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """How to drive a running segmentation node with a bag.
+
+    Attributes:
+        rate: replay speed factor; None chooses one from the node's time on the warm-up frame
+            (``warmup_margin`` times slower than the node, never faster than recorded).
+        camera_topic: topic the node segments; None: the bag's camera topic.
+        output_namespace: where the node publishes ``labels``, ``confidence`` and
+            ``class_table``; None: ``<camera topic namespace>/segmentation``, the node default.
+        discovery_timeout_s: longest wait for the node's topics and its camera subscription.
+        warmup_timeout_s: longest wait for the node's answer to the warm-up frame (a big model
+            on a CPU takes many seconds on its first frame).
+        settle_timeout_s: after the last frame is published, how long to wait for outputs.
+        warmup_margin: with ``rate`` None, the frame period is at least this many times the
+            node's warm-up time.
+    """
+
+    rate: float | None = 1.0
+    camera_topic: str | None = None
+    output_namespace: str | None = None
+    discovery_timeout_s: float = 30.0
+    warmup_timeout_s: float = 300.0
+    settle_timeout_s: float = 10.0
+    warmup_margin: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.rate is not None and not self.rate > 0:
+            raise ValueError(f'rate must be > 0 (or None for auto), got {self.rate}')
+        if min(self.discovery_timeout_s, self.warmup_timeout_s, self.settle_timeout_s) <= 0:
+            raise ValueError('the timeouts must be > 0')
+        if self.warmup_margin < 1:
+            raise ValueError(f'warmup_margin must be >= 1, got {self.warmup_margin}')
+
+
+def node_class_table(text: str) -> ClassTable:
+    """Parse the JSON class table the segmentation node latches on ``class_table``."""
+    try:
+        return class_table_from_json(text)
+    except ClassTableFormatError as err:
+        raise BagError(f"the node's class table: {err}; is a tqdm segmentation node publishing "
+                       'it?') from None
+
+
+def cdr_header_stamp_ns(raw: bytes) -> int:
+    """Header stamp of a serialized message whose first field is a ``std_msgs/Header``.
+
+    CDR: a 4-byte encapsulation header (byte 1 is 1 for little endian, 0 for big endian), then
+    ``stamp.sec`` (int32) and ``stamp.nanosec`` (uint32). Reading them avoids deserializing the
+    camera image just to learn its stamp.
+    """
+    order = '<' if raw[1] & 1 else '>'
+    sec, nanosec = struct.unpack_from(f'{order}iI', raw, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
+class _NodeOutputs:
+    """The node's outputs and the camera publication times, keyed by header stamp.
+
+    Filled by subscription callbacks (executor thread), read by the scoring loop (caller).
+    """
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.published_ns: dict[int, int] = {}
+        self.labels: dict[int, tuple[np.ndarray, int]] = {}  # stamp -> (labels, arrival ns)
+        self.confidence: dict[int, np.ndarray] = {}
+        self.newest_labels_ns = -1
+        self.class_table_json: str | None = None
+
+    def on_camera(self, raw: bytes, info) -> None:
+        with self.changed:
+            self.published_ns[cdr_header_stamp_ns(raw)] = (
+                info['source_timestamp'] or info['received_timestamp'])
+
+    def on_labels(self, msg, info) -> None:
+        from tqdm_ros.image_conversion import image_to_numpy
+        stamp = stamp_to_ns(msg.header.stamp)
+        labels = image_to_numpy(msg).copy()
+        with self.changed:
+            self.labels[stamp] = (labels, info['received_timestamp'])
+            self.newest_labels_ns = max(self.newest_labels_ns, stamp)
+            self.changed.notify_all()
+
+    def on_confidence(self, msg) -> None:
+        from tqdm_ros.image_conversion import image_to_numpy
+        confidence = image_to_numpy(msg).astype(np.float32)
+        with self.changed:
+            self.confidence[stamp_to_ns(msg.header.stamp)] = confidence
+            self.changed.notify_all()
+
+    def on_class_table(self, msg) -> None:
+        with self.changed:
+            self.class_table_json = msg.data
+            self.changed.notify_all()
+
+    def clear(self) -> None:
+        with self.changed:
+            self.published_ns.clear()
+            self.labels.clear()
+            self.confidence.clear()
+            self.newest_labels_ns = -1
+
+    def wait(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(condition, timeout_s)
+
+    def take(self, stamp: int, *, deadline: Callable[[], float | None]):
+        """Wait for the labels and confidence of ``stamp``; None once the frame is dropped.
+
+        A frame is dropped when a newer frame's labels arrived without its own (the node never
+        goes back to an older frame), or when ``deadline()`` (monotonic seconds, None while the
+        replay runs) has passed.
+        """
+        with self.changed:
+            while True:
+                if stamp in self.labels and stamp in self.confidence:
+                    labels, arrival_ns = self.labels.pop(stamp)
+                    return (labels, self.confidence.pop(stamp), arrival_ns,
+                            self.published_ns.pop(stamp, None))
+                if stamp not in self.labels and self.newest_labels_ns > stamp:
+                    self.confidence.pop(stamp, None)
+                    return None
+                limit = deadline()
+                if limit is not None and time.monotonic() >= limit:
+                    return None
+                self.changed.wait(0.05 if limit is None else max(0.0, limit - time.monotonic()))
+
+
+class _Thread(threading.Thread):
+    """A thread that keeps the exception of its target for the caller to raise."""
+
+    def __init__(self, target: Callable, name: str) -> None:
+        super().__init__(target=self._run, name=name, daemon=True)
+        self._target_fn = target
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as err:  # handed to the caller, who raises it
+            self.error = err
+
+
+class LiveSession:
+    """A node found, warmed up and being fed the bag (see `live_node_source`).
+
+    Attributes:
+        model_classes: the node's class table.
+        run: how the session runs: replay rate, warm-up time, topics, recorded outputs.
+    """
+
+    def __init__(self, *, model_classes: ClassTable, run: dict, frames: BagFrames,
+                 outputs: _NodeOutputs, replay: _Thread, settle_timeout_s: float) -> None:
+        self.model_classes = model_classes
+        self.run = run
+        self._bag_frames = frames
+        self._outputs = outputs
+        self._replay = replay
+        self._settle_timeout_s = settle_timeout_s
+        self._replay_ended_at: float | None = None
+
+    def frames(self) -> Iterator[ScoredFrame | DroppedFrame]:
+        """The node's answer to each labelled bag frame, in bag order, as it arrives.
+
+        Raises:
+            Any error of the replay thread.
+        """
+        with open_bag(self._bag_frames.path) as reader:
+            for stamp, sample in labeled_frames(reader, self._bag_frames):
+                taken = self._outputs.take(stamp, deadline=self._deadline)
+                if taken is None:
+                    yield DroppedFrame(name=sample.name)
+                    continue
+                labels, confidence, arrival_ns, published_ns = taken
+                # Our camera subscription may have missed a frame the node got: latency unknown.
+                latency_ms = None if published_ns is None else (arrival_ns - published_ns) * 1e-6
+                yield ScoredFrame(sample=sample, labels=labels, confidence=confidence,
+                                  latency_ms=latency_ms)
+
+    def _deadline(self) -> float | None:
+        """None while the replay runs, then the time after which no more output is awaited."""
+        if self._replay.error is not None:
+            raise self._replay.error
+        if self._replay.is_alive():
+            return None
+        if self._replay_ended_at is None:
+            self._replay_ended_at = time.monotonic()
+        return self._replay_ended_at + self._settle_timeout_s
+
+
+@contextmanager
+def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfig(),
+                     record_to: str | pathlib.Path | None = None) -> Iterator[LiveSession]:
+    """Start feeding a running segmentation node with a bag; stop and clean up on exit.
+
+    The node must be active (``segmentation_node``, autostart) and segment ``live.camera_topic``.
+
+    Args:
+        frames: the bag and its topics.
+        context: an initialised rclpy context (network-safe environment, see ROS_PIP.md).
+        live: replay rate, topics and timeouts.
+        record_to: also record the node's ``labels`` and ``confidence`` into a new bag here.
+
+    Raises:
+        TimeoutError: no node publishes the outputs or subscribes to the camera topic.
+        BagError: the node publishes no valid class table.
+    """
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from tqdm_ros.bag.record import RecordConfig, Recorder, subscription_qos
+    from tqdm_ros.bag.replay import BagPlayer, ReplayConfig
+    from tqdm_ros.class_table_publisher import LATCHED_QOS
+    from tqdm_ros.segmentation_node import camera_output_namespace
+
+    camera_topic = live.camera_topic or frames.image_topic
+    namespace = (live.output_namespace
+                 or camera_output_namespace(camera_topic, 'segmentation')).rstrip('/')
+    labels_topic, confidence_topic = f'{namespace}/labels', f'{namespace}/confidence'
+    warmup_stamp, warmup_raw, period_s = _first_frame(frames.path, frames.image_topic)
+    outputs = _NodeOutputs()
+    node = rclpy.create_node('tqdm_bag_evaluator', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, name='evaluator_executor', daemon=True)
+    spinner.start()
+    player = recorder = None
+    threads: list[_Thread] = []
+    try:
+        node.create_subscription(String, f'{namespace}/class_table', outputs.on_class_table,
+                                 LATCHED_QOS)
+        _wait_for_publishers(node, [labels_topic, confidence_topic], live.discovery_timeout_s)
+        for topic, callback in ((labels_topic, outputs.on_labels),
+                                (confidence_topic, outputs.on_confidence)):
+            offered = [i.qos_profile for i in node.get_publishers_info_by_topic(topic)]
+            node.create_subscription(Image, topic, callback,
+                                     subscription_qos(offered, depth=100))
+        node.create_subscription(Image, camera_topic, outputs.on_camera,
+                                 QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+                                 raw=True)
+        if not outputs.wait(lambda: outputs.class_table_json is not None,
+                            live.discovery_timeout_s):
+            raise TimeoutError(f'no class table on {namespace}/class_table within '
+                               f'{live.discovery_timeout_s:g} s; is the node configured?')
+        model_classes = node_class_table(outputs.class_table_json)
+        warmup_s = _warm_up(node, outputs, camera_topic, warmup_stamp, warmup_raw, live)
+        rate = live.rate or min(1.0, period_s / (live.warmup_margin * warmup_s))
+        outputs.clear()
+        player = BagPlayer(frames.path, context=context, config=ReplayConfig(
+            rate=rate, topics=(frames.image_topic,), clock_hz=0.0,
+            wait_for_subscribers_s=live.discovery_timeout_s,
+            remap=(((frames.image_topic, camera_topic),)
+                   if camera_topic != frames.image_topic else ())))
+        if record_to is not None:
+            recorder = Recorder(record_to, context=context, config=RecordConfig(
+                topics=(labels_topic, confidence_topic),
+                discovery_timeout_s=live.discovery_timeout_s))
+            threads.append(_Thread(recorder.run, 'recorder'))
+            threads[-1].start()
+            _wait_for_recorder(recorder, threads[-1], 2, live.discovery_timeout_s)
+        threads.append(_Thread(player.play, 'replay'))
+        threads[-1].start()
+        yield LiveSession(
+            model_classes=model_classes, frames=frames, outputs=outputs, replay=threads[-1],
+            settle_timeout_s=live.settle_timeout_s,
+            run={'replay_rate': rate, 'rate_chosen_automatically': live.rate is None,
+                 'warmup_s': warmup_s, 'camera_topic': camera_topic,
+                 'output_namespace': namespace,
+                 'recorded_outputs': None if record_to is None else pathlib.Path(record_to).name})
+    finally:
+        for job in (player, recorder):
+            if job is not None:
+                job.stop()
+        for thread in threads:
+            thread.join(live.settle_timeout_s)
+        for job in (recorder, player):
+            if job is not None:
+                job.close()
+        executor.shutdown()
+        spinner.join(live.settle_timeout_s)
+        node.destroy_node()
+    for thread in threads:
+        if thread.error is not None:
+            raise thread.error
+
+
+def _first_frame(bag: pathlib.Path, image_topic: str) -> tuple[int, bytes, float]:
+    """(header stamp, raw bytes) of the first camera frame, and the median frame period in s."""
+    with open_bag(bag) as reader:
+        connections = connections_for(reader, [image_topic])
+        first, log_times = None, []
+        for connection, timestamp, raw in iter_messages(reader, connections):
+            log_times.append(timestamp)
+            if first is None:
+                first = (stamp_to_ns(reader.deserialize(raw, connection.msgtype).header.stamp),
+                         bytes(raw))
+    period_s = float(np.median(np.diff(log_times))) * 1e-9 if len(log_times) > 1 else 1.0
+    return first[0], first[1], period_s
+
+
+def _wait_for_publishers(node, topics: list[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = [t for t in topics if node.count_publishers(t) == 0]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            published = sorted(name for name, _ in node.get_topic_names_and_types())
+            raise TimeoutError(
+                f"no segmentation node publishes {', '.join(missing)} within {timeout_s:g} s; "
+                'start it (segmentation_node --ros-args --params-file config/segment.yaml) or '
+                f"pass its output namespace; topics in the ROS graph: {', '.join(published)}")
+        time.sleep(0.05)
+
+
+def _wait_for_recorder(recorder, thread: _Thread, count: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(list(recorder.node.subscriptions)) < count:
+        if thread.error is not None:
+            raise thread.error
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'the recorder did not subscribe within {timeout_s:g} s')
+        time.sleep(0.05)
+
+
+def _warm_up(node, outputs: _NodeOutputs, camera_topic: str, stamp: int, raw: bytes,
+             live: LiveConfig) -> float:
+    """Send one frame to the node once it subscribes; return the seconds until its labels came.
+
+    Sent once, never repeated: a repeat could be segmented again and answer during the replay.
+
+    Raises:
+        TimeoutError: nothing subscribes to ``camera_topic``, or no answer came.
+    """
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    publisher = node.create_publisher(
+        Image, camera_topic, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        deadline = time.monotonic() + live.discovery_timeout_s
+        while publisher.get_subscription_count() == 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f'nothing subscribes to {camera_topic} within {live.discovery_timeout_s:g} s;'
+                    ' start the segmentation node on this topic (input_topics) and activate it')
+            time.sleep(0.05)
+        # Matching is seen by each side on its own; give the node's side a moment too.
+        time.sleep(0.5)
+        sent = time.monotonic()
+        publisher.publish(raw)
+        if not outputs.wait(lambda: stamp in outputs.labels, live.warmup_timeout_s):
+            raise TimeoutError(
+                f'the node did not answer the warm-up frame on {camera_topic} within '
+                f'{live.warmup_timeout_s:g} s; see its log (model loading failed, frames rejected)'
+                ', or raise the warm-up timeout for a slow model')
+        return time.monotonic() - sent
+    finally:
+        node.destroy_publisher(publisher)
