@@ -13,6 +13,8 @@ used when --config is not given):
 --resume auto refuses a run folder that does not exist or holds no run (a mistyped output_dir never silently starts
 over); an unreadable newest checkpoint is set aside and the run resumes from the newest readable one, with a warning.
 A run folder is locked by its run (train.lock); under torchrun, the ranks end when torchrun does.
+Mistakes (a wrong path, an invalid config value, a folder in use) print one line and exit with code 2; --debug shows
+the traceback.
 
 The run folder (default runs/<config name>) gets config.yaml, log.jsonl (plot it with
 ``python -m training.plot_log RUN_DIR``), checkpoints/iter_*.pt and, at the end, model_final.pt for the Predictor,
@@ -28,6 +30,7 @@ from pathlib import Path
 from training.run_folder import CONFIG_FILE
 from training.train_config import TrainConfig, load_config
 from training.trainer import Trainer
+from training.user_errors import user_errors_exit
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "'none' (a new run: the default)")
     parser.add_argument("--stop-at", type=int, help="stop after this iteration and leave a resumable checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (log files only)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of errors")
     parser.add_argument("overrides", nargs="*", metavar="key.path=value", help="config overrides")
     return parser.parse_args(argv)
 
@@ -46,19 +50,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = _run_config(args)
-    trainer = Trainer(config, resume=args.resume, progress=not args.no_progress)
-    try:
-        if trainer.context.is_main:
-            print(f"training {config.model} on {config.train_dataset.name}:{config.train_dataset.split} "
-                  f"({len(trainer.stream.dataset)} images), {config.schedule.iterations} iterations of "
-                  f"{config.batch_size} x {config.accumulation_steps} x {trainer.context.world_size} images, "
-                  f"{config.precision} on {trainer.device}; run folder {config.output_dir}", flush=True)
-        summary = trainer.train(stop_at=args.stop_at)
-        if trainer.context.is_main:
-            print(_summary_text(summary, config.output_dir), flush=True)
-    finally:
-        trainer.close()
+    with user_errors_exit("python -m training.train", debug=args.debug):
+        config = _run_config(args)
+        trainer = Trainer(config, resume=args.resume, progress=not args.no_progress)
+        try:
+            if trainer.context.is_main:
+                print(f"training {config.model} on {config.train_dataset.name}:{config.train_dataset.split} "
+                      f"({len(trainer.stream.dataset)} images), {config.schedule.iterations} iterations of "
+                      f"{config.batch_size} x {config.accumulation_steps} x {trainer.context.world_size} images, "
+                      f"{config.precision} on {trainer.device}; run folder {config.output_dir}", flush=True)
+            summary = trainer.train(stop_at=args.stop_at)
+            if trainer.context.is_main:
+                print(_summary_text(summary, config.output_dir), flush=True)
+        finally:
+            trainer.close()
     return 0
 
 

@@ -13,10 +13,11 @@ import yaml
 
 from tqdm_core.checkpoint import CheckpointError
 from tqdm_core.pretrained import PretrainedWeightsUnavailable
+from training.run_lock import RunFolderInUse
 
 # ValueError covers the options, config and dataset checks (InvalidOption, EvaluationError are ValueErrors).
 USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, CheckpointError, PretrainedWeightsUnavailable,
-               ValueError, KeyError, yaml.YAMLError)
+               RunFolderInUse, ValueError, KeyError, yaml.YAMLError)
 EXIT_USER_ERROR = 2
 
 
