@@ -1,13 +1,21 @@
 """Launch the tqdm segmentation node (and optionally RViz) on one or several cameras.
 
     ros2 launch tqdm_ros segment.launch.py checkpoint:=/path/model.pt device:=cuda rviz:=true
-    ros2 launch tqdm_ros segment.launch.py checkpoint:=m.pt camera_topics:=/front/image,/rear/image
+    ros2 launch tqdm_ros segment.launch.py camera_topics:=/front/image_raw,/rear/image_raw
+    ros2 launch tqdm_ros segment.launch.py camera_topics:="['/front/image_raw']" \
+        input_transport:=compressed
+    ros2 launch tqdm_ros segment.launch.py local_only:=true      # one machine, big images
 
 Arguments left empty keep the value of the params file (config/segment.yaml by default). The node
 configures and activates itself unless autostart:=false (then drive it with a lifecycle manager,
-or `ros2 lifecycle set /segmentation_node configure`). The shipped Fast DDS profile (shared
-memory sized for big images, UDP on 127.0.0.1 only) is used unless fastdds_profile:=''; clear it
-when the cameras publish from another machine.
+or `ros2 lifecycle set /segmentation_node configure`).
+
+DDS: by default the node uses the environment's middleware settings, like any ROS package, so it
+talks to cameras and RViz on other machines as the system integrator configured them.
+local_only:=true keeps discovery on this host (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) and loads
+the package's Fast DDS profile (64 MiB shared-memory segments for big images, UDP bound to
+127.0.0.1). fastdds_profile:=<file> loads another profile, fastdds_profile:=none removes the
+profile variable the environment may set. The decisions are tqdm_ros.launch_arguments.
 """
 
 import os
@@ -15,62 +23,33 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import UnsetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
+from tqdm_ros.launch_arguments import ARGUMENT_PARAMETERS, dds_environment
+from tqdm_ros.launch_arguments import node_parameter_overrides, parse_bool
 
 PACKAGE = 'tqdm_ros'
 
-# Launch argument -> node parameter, applied over the params file when the argument is not empty.
-ARGUMENT_PARAMETERS = {
-    'camera_topics': 'input_topics',
-    'checkpoint': 'checkpoint',
-    'model': 'model',
-    'device': 'device',
-    'precision': 'precision',
-    'autostart': 'autostart',
-}
 
-# Fast DDS 3 (Kilted and newer) reads FASTDDS_DEFAULT_PROFILES_FILE; older distros only the
-# FASTRTPS_ name, which Kilted reports as deprecated.
-PROFILE_VARIABLE = ('FASTRTPS_DEFAULT_PROFILES_FILE'
-                    if os.environ.get('ROS_DISTRO') in ('humble', 'iron', 'jazzy')
-                    else 'FASTDDS_DEFAULT_PROFILES_FILE')
+def _launch_node(context, *, shipped_profile: str):
+    def argument(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
 
-
-def _parameter_overrides(context) -> dict:
-    """Node parameters from the non-empty launch arguments, converted to their types."""
-    overrides = {}
-    for argument, parameter in ARGUMENT_PARAMETERS.items():
-        value = LaunchConfiguration(argument).perform(context).strip()
-        if not value:
-            continue
-        if parameter == 'input_topics':
-            overrides[parameter] = [t.strip() for t in value.split(',') if t.strip()]
-        elif parameter == 'autostart':
-            if value.lower() not in ('true', 'false'):
-                raise ValueError(f"launch argument autostart must be 'true' or 'false', "
-                                 f'got {value!r}')
-            overrides[parameter] = value.lower() == 'true'
-        else:
-            overrides[parameter] = value
-    return overrides
-
-
-def _launch_node(context):
-    actions = []
-    profile = LaunchConfiguration('fastdds_profile').perform(context)
-    if profile:
-        actions += [
-            SetEnvironmentVariable(PROFILE_VARIABLE, profile),
-            SetEnvironmentVariable('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST'),
-        ]
+    environment = dds_environment(
+        local_only=parse_bool('local_only', argument('local_only')),
+        fastdds_profile=argument('fastdds_profile'), shipped_profile=shipped_profile,
+        distro=os.environ.get('ROS_DISTRO'))
+    overrides = node_parameter_overrides({name: argument(name) for name in ARGUMENT_PARAMETERS})
+    actions = [SetEnvironmentVariable(name, value) if value is not None
+               else UnsetEnvironmentVariable(name) for name, value in environment.items()]
     actions.append(LifecycleNode(
         package=PACKAGE,
         executable='segmentation_node',
         name='segmentation_node',
         namespace=LaunchConfiguration('namespace'),
-        parameters=[LaunchConfiguration('params_file'), _parameter_overrides(context)],
+        parameters=[LaunchConfiguration('params_file'), overrides],
         output='screen',
         emulate_tty=True,
     ))
@@ -83,14 +62,20 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
         DeclareLaunchArgument(
             'camera_topics', default_value='',
-            description='comma-separated image topics, e.g. /front/image_raw,/rear/image_raw'),
+            description="image topics: /front/image_raw,/rear/image_raw or ['/front/image_raw']"),
+        DeclareLaunchArgument(
+            'input_transport', default_value='',
+            description="'raw' (sensor_msgs/Image) or 'compressed' (CompressedImage on "
+                        '<topic>/compressed)'),
         DeclareLaunchArgument(
             'params_file', default_value=os.path.join(config, 'segment.yaml'),
             description='node parameters (YAML keyed /**/segmentation_node)'),
         DeclareLaunchArgument('checkpoint', default_value='',
-                              description='path of a tqdm checkpoint'),
-        DeclareLaunchArgument('model', default_value='',
+                              description="path of a tqdm checkpoint, or 'default'"),
+        DeclareLaunchArgument('preset', default_value='',
                               description='model preset, e.g. tqdm-clip-vit-b16'),
+        DeclareLaunchArgument('model', default_value='',
+                              description="deprecated name of 'preset'"),
         DeclareLaunchArgument('device', default_value='',
                               description="'cpu', 'cuda' or 'cuda:<index>'"),
         DeclareLaunchArgument('precision', default_value='',
@@ -100,11 +85,17 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('autostart', default_value='',
                               description="'false' leaves configure/activate to a manager"),
         DeclareLaunchArgument(
-            'fastdds_profile', default_value=os.path.join(config, 'fastdds_localhost.xml'),
-            description="Fast DDS XML profile; '' keeps the environment's DDS settings"),
+            'local_only', default_value='false',
+            description="'true': discovery on this host only, with the package's loopback "
+                        'Fast DDS profile (big images over shared memory)'),
+        DeclareLaunchArgument(
+            'fastdds_profile', default_value='auto',
+            description="'auto' (the loopback profile with local_only, else the environment's), "
+                        "'none' (no profile file) or the path of a Fast DDS XML profile"),
         DeclareLaunchArgument('rviz', default_value='false',
                               description='also start RViz with config/segment.rviz'),
-        OpaqueFunction(function=_launch_node),
+        OpaqueFunction(function=_launch_node, kwargs={
+            'shipped_profile': os.path.join(config, 'fastdds_localhost.xml')}),
         Node(
             package='rviz2',
             executable='rviz2',

@@ -1,8 +1,9 @@
 """Health of the segmentation node, reported as diagnostic_msgs/DiagnosticArray on /diagnostics.
 
 ``diagnostic_updater`` is not on pip, so the array is built here. One status for the model (state,
-model, device, precision, load error) and one per camera (rates, latency percentiles, drops, bad
-inputs), so "the topic never appears" always has an answer on /diagnostics: still loading, still
+model, device, precision, load error, resident memory) and one per camera (rates, latency
+percentiles, frames dropped by the one-slot buffer, frames lost before the callback, bad inputs),
+so "the topic never appears" always has an answer on /diagnostics: still loading, still
 warming up, no images arriving, or images rejected and why.
 """
 
@@ -15,6 +16,8 @@ from typing import Callable, Optional
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
+
+from tqdm_ros.memory import resident_memory_mb
 
 # Node states shown in the model status.
 STATE_UNCONFIGURED = 'unconfigured'
@@ -83,6 +86,7 @@ class CameraHealth:
     received: int = 0
     processed: int = 0
     dropped: int = 0
+    lost: int = 0
     bad_inputs: int = 0
     inference_errors: int = 0
     color_masks_computed: int = 0
@@ -105,12 +109,14 @@ class HealthMonitor:
     Args:
         node_name: prefix of every status name.
         clock: monotonic clock in seconds (injectable for tests).
+        memory_mb: resident memory of the process in MiB (injectable for tests).
     """
 
-    def __init__(self, *, node_name: str,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, node_name: str, clock: Callable[[], float] = time.monotonic,
+                 memory_mb: Callable[[], float] = resident_memory_mb) -> None:
         self._node_name = node_name
         self._clock = clock
+        self._memory_mb = memory_mb
         self._lock = threading.Lock()
         self._state = STATE_UNCONFIGURED
         self._state_detail = ''
@@ -146,6 +152,11 @@ class HealthMonitor:
     def on_dropped(self, index: int) -> None:
         with self._lock:
             self._cameras[index].dropped += 1
+
+    def on_lost(self, index: int, count: int) -> None:
+        """Count frames the publisher sent that never reached the callback (input_loss)."""
+        with self._lock:
+            self._cameras[index].lost += count
 
     def on_bad_input(self, index: int, reason: str) -> int:
         """Count a rejected frame; returns the camera's total of rejected frames."""
@@ -202,7 +213,8 @@ class HealthMonitor:
             STATE_UNCONFIGURED: DiagnosticStatus.OK, STATE_FAILED: DiagnosticStatus.ERROR,
         }.get(self._state, DiagnosticStatus.WARN)
         message = self._state + (f': {self._state_detail}' if self._state_detail else '')
-        values = {'state': self._state, **self._model_info}
+        values = {'state': self._state, **self._model_info,
+                  'memory_rss_mb': f'{self._memory_mb():.0f}'}
         return _status(f'{self._node_name}: model', level, message,
                        self._model_info.get('device', ''), values)
 
@@ -230,6 +242,7 @@ class HealthMonitor:
             'received': camera.received,
             'processed': camera.processed,
             'dropped_frames': camera.dropped,
+            'lost_frames': camera.lost,
             'bad_inputs': camera.bad_inputs,
             'inference_errors': camera.inference_errors,
             'color_masks_computed': camera.color_masks_computed,

@@ -4,8 +4,10 @@
 and constraints visible in ``ros2 param describe``), :func:`read_parameters` validates types,
 ranges and choices into a typed :class:`NodeParameters`, and the tests check that
 ``config/segment.yaml`` and ``launch/segment.launch.py`` name only parameters listed here.
-Parameters are read on ``configure``: a change made with ``ros2 param set`` takes effect at the
-next cleanup + configure, and an invalid one is refused when it is set.
+Parameters are read on ``configure``. ``ros2 param set`` is validated like a start-up value;
+while the node is configured it is refused for every parameter except
+:data:`RUNTIME_PARAMETERS` (applied at once), with a reason saying to deactivate and clean up
+first, since the others only take effect at the next configure.
 
 The inference parameters are the node's spelling of :class:`tqdm_core.InferenceOptions`
 (:data:`OPTION_NAMES`): their defaults, choices and ranges come from it, the rules that involve
@@ -19,6 +21,7 @@ from typing import Any, Optional
 
 from tqdm_core.inference.options import CHOICES, InferenceOptions, InvalidOption, RANGES
 
+from tqdm_ros.camera_topics import camera_topics, topic_name_problem, TRANSPORTS
 from tqdm_ros.image_conversion import DEFAULT_MAX_PIXELS
 
 _OPTION_DEFAULTS = InferenceOptions()
@@ -90,6 +93,11 @@ PARAMETER_SPECS = (
         'output_namespace', 'segmentation',
         'sub-namespace of each camera namespace that holds the outputs'),
     ParameterSpec(
+        'input_transport', 'raw',
+        "'raw': sensor_msgs/Image on each topic; 'compressed': sensor_msgs/CompressedImage "
+        '(JPEG, PNG) on <topic>/compressed; a topic ending in /compressed is always compressed',
+        choices=TRANSPORTS),
+    ParameterSpec(
         'checkpoint', 'default',
         "path of a tqdm checkpoint (tqdm_core.save_checkpoint); 'default': the model shipped in "
         "the package; empty: build 'preset' with untrained heads"),
@@ -150,6 +158,8 @@ PARAMETER_SPECS = (
 )
 
 SPECS_BY_NAME = {spec.name: spec for spec in PARAMETER_SPECS}
+# Parameters a configured node applies at once when set; every other one needs a reconfigure.
+RUNTIME_PARAMETERS = frozenset({'overlay_alpha'})
 # InferenceOptions field -> the node parameter that sets it.
 OPTION_NAMES = {spec.option: spec.name for spec in PARAMETER_SPECS if spec.option is not None}
 
@@ -160,6 +170,7 @@ class NodeParameters:
 
     input_topics: tuple[str, ...]
     output_namespace: str
+    input_transport: str
     checkpoint: str
     preset: str
     model: str
@@ -244,7 +255,7 @@ def validate_value(spec: ParameterSpec, value: Any) -> Any:
     """
     expected = type(spec.default)
     if expected is list:
-        if value is None:  # an empty YAML list arrives as an unset parameter
+        if value is None:  # a list without a value reads as empty
             return ()
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ParameterError(
@@ -287,9 +298,8 @@ def validate_parameters(values: dict[str, Any]) -> NodeParameters:
         raise ParameterError(
             "parameter 'input_topics' is empty; give at least one image topic, e.g. "
             "-p input_topics:=\"['/camera/image_raw']\"")
-    if len(set(checked['input_topics'])) != len(checked['input_topics']):
-        raise ParameterError(f"parameter 'input_topics' lists a topic twice: "
-                             f"{list(checked['input_topics'])}")
+    _check_topics(checked['input_topics'], checked['input_transport'],
+                  checked['output_namespace'])
     if checked['model']:
         if checked['preset'] not in ('', checked['model']):
             raise ParameterError(
@@ -308,12 +318,39 @@ def validate_parameters(values: dict[str, Any]) -> NodeParameters:
     return parameters
 
 
+def _check_topics(input_topics: tuple[str, ...], transport: str, output_namespace: str) -> None:
+    """Topic names valid, each camera once, no two cameras writing to the same outputs."""
+    cameras = [camera_topics(t, transport=transport, output_namespace=output_namespace)
+               for t in input_topics]
+    for topic, camera in zip(input_topics, cameras):
+        for name, what in ((topic, "parameter 'input_topics' holds"),
+                           (f'{camera.outputs}/labels', f'camera {topic!r} gets the output')):
+            problem = topic_name_problem(name)
+            if problem:
+                raise ParameterError(
+                    f'{what} {name!r}, which is not a valid topic name ({problem}); check '
+                    "'input_topics' and 'output_namespace'")
+    for index, camera in enumerate(cameras):
+        for other, earlier in zip(input_topics, cameras[:index]):
+            if camera.camera == earlier.camera:
+                raise ParameterError(f"parameter 'input_topics' lists a topic twice (camera "
+                                     f'{camera.camera!r}): {list(input_topics)}')
+            if camera.outputs == earlier.outputs:
+                raise ParameterError(
+                    f"cameras {other!r} and {input_topics[index]!r} of parameter 'input_topics' "
+                    f'are in the same namespace and would publish to the same outputs under '
+                    f'{camera.outputs!r}; give each camera its own namespace, e.g. '
+                    '/front/image_raw and /rear/image_raw')
+
+
 def declare_parameters(node) -> None:
     """Declare every parameter of :data:`PARAMETER_SPECS` on a node.
 
     Scalars use dynamic typing so that :func:`validate_value` reports a wrong type in its own
-    words (and accepts ``1`` for a float); lists are declared as string arrays (an empty list
-    carries no type, so it arrives unset: read as empty).
+    words (and accepts ``1`` for a float); lists are declared as string arrays. An empty list
+    carries no type (rcl also reads an empty YAML list as unset), so it is set explicitly as an
+    empty string array: every parameter has a value, which ``ros2 param dump`` and the
+    get_parameters service need (they answer nothing for a request naming an unset one).
 
     Raises:
         ParameterError: an override (params file, ``-p``) of the wrong type for a list.
@@ -328,23 +365,22 @@ def declare_parameters(node) -> None:
         if isinstance(spec.default, list):
             initial = spec.default or Parameter.Type.STRING_ARRAY
             try:
-                node.declare_parameter(spec.name, initial, descriptor)
+                declared = node.declare_parameter(spec.name, initial, descriptor)
             except InvalidParameterTypeException as error:
                 raise ParameterError(
                     f'parameter {spec.name!r} must be a list of strings ({error})') from None
+            if declared.type_ == Parameter.Type.NOT_SET:
+                node.set_parameters([Parameter(spec.name, Parameter.Type.STRING_ARRAY, [])])
         else:
             descriptor.dynamic_typing = True
             node.declare_parameter(spec.name, spec.default, descriptor)
 
 
+def parameter_values(node) -> dict[str, Any]:
+    """The current value of every declared parameter of :data:`PARAMETER_SPECS`, by name."""
+    return {spec.name: node.get_parameter(spec.name).value for spec in PARAMETER_SPECS}
+
+
 def read_parameters(node) -> NodeParameters:
     """Read and validate the declared parameters of a node (see :func:`validate_parameters`)."""
-    from rclpy.exceptions import ParameterUninitializedException
-
-    values = {}
-    for spec in PARAMETER_SPECS:
-        try:
-            values[spec.name] = node.get_parameter(spec.name).value
-        except ParameterUninitializedException:  # a list declared by type and never set
-            values[spec.name] = None
-    return validate_parameters(values)
+    return validate_parameters(parameter_values(node))

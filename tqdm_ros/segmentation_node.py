@@ -3,16 +3,24 @@
 Lifecycle: ``configure`` validates the parameters, loads the model and advertises the outputs
 (class tables are latched from then on); ``activate`` subscribes to the cameras and starts the
 inference worker; ``deactivate`` unsubscribes and stops the worker; ``cleanup`` frees the model.
+Any failure during ``configure`` is logged with its reason before the transition fails. A
+configured node refuses ``ros2 param set`` of parameters that are read on configure (all but
+``overlay_alpha``), saying to clean it up first.
+
 As a plain console script (pip-only installs, no lifecycle manager) it configures and activates
 itself unless ``autostart`` is false:
 
     segmentation_node --ros-args --params-file config/segment.yaml
 
-Threading: subscription callbacks only check the message layout (constant time) and put the
-frame into its camera's one-slot buffer (latest frame wins, replaced frames are counted as
-dropped). One worker thread takes every ready frame, runs the model (one batch per image size,
-so cameras that deliver together share a forward pass) and publishes. The executor never waits
-on the model.
+Cameras send ``sensor_msgs/Image`` or, with ``input_transport: compressed`` (or a topic ending
+in ``/compressed``), ``sensor_msgs/CompressedImage`` (JPEG, PNG), decoded by the worker.
+
+Threading: subscription callbacks only check the message layout (constant time; for compressed
+frames the size in the JPEG/PNG header) and put the frame into its camera's one-slot buffer
+(latest frame wins, replaced frames are counted as dropped; frames lost before the callback are
+counted from the publisher's sequence numbers, :mod:`tqdm_ros.input_loss`). One worker thread
+takes every ready frame, decodes it, runs the model (one batch per image size, so cameras that
+deliver together share a forward pass) and publishes. The executor never waits on the model.
 
 Outputs, under ``<camera namespace>/<output_namespace>/`` for each input topic (e.g.
 ``/camera/image_raw`` -> ``/camera/segmentation/``), all with the input header and resolution,
@@ -36,34 +44,41 @@ tqdm_core.InferenceOptions, and with it torch).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-import posixpath
+from dataclasses import dataclass, replace
+import functools
 import signal
 import sys
 import threading
 import time
-from typing import Callable, Optional, TYPE_CHECKING
+import traceback
+from typing import Any, Callable, Optional, TYPE_CHECKING
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 
 from tqdm_ros import diagnostics
+# camera_output_namespace is also imported from here by the bag tools.
+from tqdm_ros.camera_topics import camera_output_namespace, camera_topics  # noqa: F401
+from tqdm_ros.camera_topics import CameraTopics
 from tqdm_ros.class_table_publisher import ClassTablePublisher
+from tqdm_ros.compressed_image import check_compressed_layout, compressed_to_rgb8
 from tqdm_ros.frame_buffer import LatestFrameSlots
 from tqdm_ros.image_conversion import (
     check_image_layout, image_to_rgb8, ImageConversionError, numpy_to_image)
+from tqdm_ros.input_loss import PublisherSequenceTracker
+from tqdm_ros.memory import limit_allocator_caches, release_free_memory
 from tqdm_ros.parameters import (
-    declare_parameters, NodeParameters, parameter_help, ParameterError, read_parameters,
-    SPECS_BY_NAME, validate_value)
+    declare_parameters, NodeParameters, parameter_help, parameter_values, ParameterError,
+    read_parameters, RUNTIME_PARAMETERS, SPECS_BY_NAME, validate_parameters, validate_value)
 
 if TYPE_CHECKING:
     from tqdm_core import ClassTable
@@ -89,15 +104,6 @@ def load_predictor(params: NodeParameters):
         params.checkpoint or None, preset=params.preset or None,
         pretrained=None if params.pretrained == 'none' else params.pretrained,
         options=params.inference_options())
-
-
-def camera_output_namespace(input_topic: str, output_namespace: str) -> str:
-    """Output prefix of a camera: its topic's namespace joined with ``output_namespace``.
-
-    ``/camera/image_raw`` -> ``/camera/segmentation``; a relative topic gives a relative
-    prefix, resolved in the node's namespace like the input topic.
-    """
-    return posixpath.join(posixpath.dirname(input_topic), output_namespace)
 
 
 def topic_safe(name: str) -> str:
@@ -140,11 +146,32 @@ def statistics_message(statistics: np.ndarray) -> Float32MultiArray:
     return msg
 
 
+@dataclass(frozen=True)
+class InputDecoder:
+    """How the node reads one kind of camera message.
+
+    Attributes:
+        msg_type: the subscribed message type.
+        check: ``(msg, max_pixels=...)`` -> anything; raises ImageConversionError for a message
+            to reject (constant time: it runs in the subscription callback).
+        decode: ``(msg, max_pixels=...)`` -> ((H, W, 3) uint8, channel order); raises
+            ImageConversionError (runs in the worker).
+    """
+
+    msg_type: type
+    check: Callable[..., Any]
+    decode: Callable[..., tuple[np.ndarray, str]]
+
+
+RAW_INPUT = InputDecoder(Image, check_image_layout, image_to_rgb8)
+COMPRESSED_INPUT = InputDecoder(CompressedImage, check_compressed_layout, compressed_to_rgb8)
+
+
 @dataclass
 class ReceivedFrame:
     """A frame in the buffer: the message and its reception time (monotonic seconds)."""
 
-    message: Image
+    message: Image | CompressedImage
     received: float
 
 
@@ -236,19 +263,26 @@ class SegmentationNode(LifecycleNode):
         # Set before Node.__init__: destroy_node() needs them even when the parameters are
         # rejected halfway through construction.
         self._subscriptions_by_camera = []
+        self._cameras: list[CameraTopics] = []
+        self._decoders: list[InputDecoder] = []
+        self._sequence_trackers: list[PublisherSequenceTracker] = []
         self._slots: Optional[LatestFrameSlots] = None
         self._worker: Optional[threading.Thread] = None
         self._stop_worker = threading.Event()
         super().__init__(NODE_NAME, **kwargs)
         declare_parameters(self)
         self._params = read_parameters(self)
+        # True from the start of configure until cleanup: the parameters are in use.
+        self._parameters_in_use = False
         self.add_on_set_parameters_callback(self._check_parameter_update)
+        self.add_post_set_parameters_callback(self._apply_runtime_parameters)
         self._predictor_factory = predictor_factory
         self._predictor = None
         self._class_table: Optional[ClassTable] = None
         self._outputs: list[CameraOutputs] = []
         self._health = diagnostics.HealthMonitor(node_name=self.get_fully_qualified_name())
-        self._image_group = ReentrantCallbackGroup()
+        # Freed memory goes back to the system after configure and after the first inference.
+        self._released_after_first_frame = False
         # Own group: diagnostics keep flowing while a transition (model loading) runs.
         self._diagnostics_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -264,15 +298,35 @@ class SegmentationNode(LifecycleNode):
                 and self.trigger_activate() == TransitionCallbackReturn.SUCCESS)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # rclpy turns an exception of a transition callback into a silent ERROR: report it.
+        self._parameters_in_use = True
+        try:
+            result = self._configure()
+        except Exception as error:
+            result = self._fail_configure(
+                f'could not configure: {type(error).__name__}: {error}\n{traceback.format_exc()}')
+        if result != TransitionCallbackReturn.SUCCESS:
+            self._release_model()
+            self._parameters_in_use = False
+            return result
+        release_free_memory()  # what loading the checkpoint freed
+        return super().on_configure(state)
+
+    def _configure(self) -> TransitionCallbackReturn:
         try:
             self._params = read_parameters(self)
         except ParameterError as error:
-            self.get_logger().error(f'cannot configure: {error}')
-            return TransitionCallbackReturn.FAILURE
+            return self._fail_configure(f'cannot configure: {error}')
         params = self._params
         self.destroy_timer(self._diagnostics_timer)
         self._diagnostics_timer = self._create_diagnostics_timer()
-        self._health.reset_cameras(tuple(self.resolve_topic_name(t) for t in params.input_topics))
+        self._released_after_first_frame = False
+        self._cameras = [
+            camera_topics(topic, transport=params.input_transport,
+                          output_namespace=params.output_namespace)
+            for topic in params.input_topics]
+        self._health.reset_cameras(
+            tuple(self.resolve_topic_name(c.subscribed) for c in self._cameras))
         source = params.checkpoint or f'preset {params.preset}, towers {params.pretrained!r}'
         if params.model:
             self.get_logger().warning(
@@ -301,33 +355,37 @@ class SegmentationNode(LifecycleNode):
         output_qos = self._qos(params.output_qos, params.output_qos_depth)
         self._outputs = [
             CameraOutputs(
-                node=self, namespace=camera_output_namespace(topic, params.output_namespace),
-                qos=output_qos, class_table=class_table,
+                node=self, namespace=camera.outputs, qos=output_qos, class_table=class_table,
                 probability_class_ids=probability_ids,
                 confidence_threshold=params.confidence_threshold)
-            for topic in params.input_topics]
+            for camera in self._cameras]
         self._health.set_state(diagnostics.STATE_INACTIVE)
         self.get_logger().info(
             f'model ready in {time.monotonic() - started:.1f} s: {description}; '
             f'{class_table.num_classes} classes ({class_table.name})')
-        return super().on_configure(state)
+        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         params = self._params
-        self._slots = LatestFrameSlots(num_cameras=len(params.input_topics))
+        self._slots = LatestFrameSlots(num_cameras=len(self._cameras))
         input_qos = self._qos(params.input_qos, params.input_qos_depth)
+        self._decoders = [COMPRESSED_INPUT if c.compressed else RAW_INPUT for c in self._cameras]
+        self._sequence_trackers = [PublisherSequenceTracker() for _ in self._cameras]
+        # One group per camera: a camera's frames are taken in order (the sequence numbers and
+        # the latest-frame slot rely on it), different cameras in parallel.
         self._subscriptions_by_camera = [
             self.create_subscription(
-                Image, topic, lambda msg, index=index: self._on_image(index, msg), input_qos,
-                callback_group=self._image_group)
-            for index, topic in enumerate(params.input_topics)]
+                decoder.msg_type, camera.subscribed, functools.partial(self._on_image, index),
+                input_qos, callback_group=MutuallyExclusiveCallbackGroup())
+            for index, (camera, decoder) in enumerate(zip(self._cameras, self._decoders))]
         self._stop_worker.clear()
         self._worker = threading.Thread(
             target=self._run_worker, args=(self._slots,), name='segmentation_worker',
             daemon=True)
         self._worker.start()
         self._health.set_state(diagnostics.STATE_WARMING_UP, 'waiting for the first frame')
-        self.get_logger().info(f'active: segmenting {list(params.input_topics)}')
+        self.get_logger().info(
+            f'active: segmenting {[c.subscribed for c in self._cameras]}')
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -338,6 +396,7 @@ class SegmentationNode(LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release_model()
+        self._parameters_in_use = False
         self._health.set_state(diagnostics.STATE_UNCONFIGURED)
         self.get_logger().info('unconfigured: model released')
         return super().on_cleanup(state)
@@ -345,11 +404,13 @@ class SegmentationNode(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop()
         self._release_model()
+        self._parameters_in_use = False
         return super().on_shutdown(state)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop()
         self._release_model()
+        self._parameters_in_use = False
         self._health.set_state(diagnostics.STATE_UNCONFIGURED)
         return super().on_error(state)
 
@@ -362,16 +423,33 @@ class SegmentationNode(LifecycleNode):
         return self.create_timer(self._params.diagnostics_period_s, self._publish_diagnostics,
                                  callback_group=self._diagnostics_group)
 
-    def _check_parameter_update(self, parameters):
-        for parameter in parameters:
-            spec = SPECS_BY_NAME.get(parameter.name)
-            if spec is None:
-                continue
-            try:
-                validate_value(spec, parameter.value)
-            except ParameterError as error:
-                return SetParametersResult(successful=False, reason=str(error))
+    def _check_parameter_update(self, parameters) -> SetParametersResult:
+        """Refuse an invalid value, and a change the configured node would not apply."""
+        changes = {p.name: p.value for p in parameters if p.name in SPECS_BY_NAME}
+        if not changes:
+            return SetParametersResult(successful=True)
+        try:
+            for name, value in changes.items():
+                validate_value(SPECS_BY_NAME[name], value)
+            validate_parameters({**parameter_values(self), **changes})
+        except ParameterError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        needs_configure = sorted(set(changes) - RUNTIME_PARAMETERS)
+        if needs_configure and self._parameters_in_use:
+            names = ', '.join(repr(name) for name in needs_configure)
+            return SetParametersResult(successful=False, reason=(
+                f'{names} is read when the node is configured and the node is configured; '
+                f'deactivate and clean it up first (ros2 lifecycle set '
+                f'{self.get_fully_qualified_name()} deactivate, then cleanup), set it, then '
+                f'configure and activate again. Applied at once: '
+                f'{", ".join(sorted(RUNTIME_PARAMETERS))}'))
         return SetParametersResult(successful=True)
+
+    def _apply_runtime_parameters(self, parameters) -> None:
+        """Apply the parameters of RUNTIME_PARAMETERS a configured node accepted."""
+        changes = {p.name: p.value for p in parameters if p.name in RUNTIME_PARAMETERS}
+        if changes and self._parameters_in_use:
+            self._params = replace(self._params, **changes)
 
     def _fail_configure(self, message: str) -> TransitionCallbackReturn:
         self.get_logger().error(message)
@@ -415,17 +493,21 @@ class SegmentationNode(LifecycleNode):
     def _reject(self, camera_index: int, error: Exception) -> None:
         total = self._health.on_bad_input(camera_index, str(error))
         self.get_logger().warning(
-            f'skipping a frame from {self._params.input_topics[camera_index]}: {error} '
+            f'skipping a frame from {self._cameras[camera_index].subscribed}: {error} '
             f'({total} rejected so far)', throttle_duration_sec=WARNING_PERIOD_S)
 
-    def _on_image(self, camera_index: int, msg: Image) -> None:
+    def _on_image(self, camera_index: int, msg: Image | CompressedImage, info: dict) -> None:
         received = time.monotonic()
         slots = self._slots
         if slots is None:  # a callback racing with deactivate
             return
         self._health.on_received(camera_index)
+        lost = self._sequence_trackers[camera_index].observe(
+            bytes(info['publisher_gid']['data']), info['publication_sequence_number'])
+        if lost:
+            self._health.on_lost(camera_index, lost)
         try:
-            check_image_layout(msg, max_pixels=self._params.max_input_pixels)
+            self._decoders[camera_index].check(msg, max_pixels=self._params.max_input_pixels)
         except ImageConversionError as error:
             self._reject(camera_index, error)
             return
@@ -448,7 +530,7 @@ class SegmentationNode(LifecycleNode):
         by_channel_order: dict[str, list[DecodedFrame]] = {}
         for camera_index, frame in ready:
             try:
-                image, channel_order = image_to_rgb8(
+                image, channel_order = self._decoders[camera_index].decode(
                     frame.message, max_pixels=self._params.max_input_pixels)
             except ImageConversionError as error:
                 self._reject(camera_index, error)
@@ -475,6 +557,9 @@ class SegmentationNode(LifecycleNode):
                 throttle_duration_sec=WARNING_PERIOD_S)
             return
         inference_s = time.monotonic() - started
+        if not self._released_after_first_frame:
+            release_free_memory()  # the first inference's one-off allocations
+            self._released_after_first_frame = True
         for decoded, prediction in zip(batch, predictions):
             self._publish(decoded, prediction)
             self._health.on_processed(
@@ -530,6 +615,7 @@ def main(args: Optional[list[str]] = None, *,
     if {'-h', '--help'} & set(arguments):  # rclpy would ignore the flag and start the node
         print(parameter_help(NODE_NAME))
         sys.exit(0)
+    limit_allocator_caches()  # before any thread starts
     # rclpy's signal handling raises KeyboardInterrupt wherever the main thread happens to be,
     # cleanup included; a flag set by our own handlers gives an orderly shutdown instead.
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)

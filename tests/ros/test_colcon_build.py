@@ -7,40 +7,11 @@ the installed node script running from the install space.
 """
 
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
 
-import pytest
-
-from tests.ros.ros_harness import REPO_ROOT
-
-PACKAGE_FILES = ('package.xml', 'setup.py', 'setup.cfg', 'README.md', 'resource', 'launch',
-                 'config', 'tqdm_core', 'tqdm_ros', 'training')
 EXECUTABLES = ('segmentation_node', 'tqdm-bag', 'tqdm_train', 'tqdm_evaluate', 'tqdm_plot_log')
-
-
-@pytest.fixture(scope='module')
-def install_space(tmp_path_factory):
-    workspace = tmp_path_factory.mktemp('colcon_ws')
-    source = workspace / 'src' / 'tqdm_ros'
-    for name in PACKAGE_FILES:
-        origin = REPO_ROOT / name
-        if origin.is_dir():
-            shutil.copytree(origin, source / name,
-                            ignore=shutil.ignore_patterns('__pycache__', '*.egg-info'))
-        else:
-            source.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(origin, source / name)
-    build = subprocess.run(
-        [sys.executable, '-m', 'colcon', 'build', '--base-paths', 'src'], cwd=workspace,
-        capture_output=True, text=True, timeout=600,
-        env={**os.environ, 'COLCON_HOME': str(workspace / '.colcon')})
-    assert build.returncode == 0, (f'colcon build failed (colcon is in requirements.txt):\n'
-                                   f'{build.stdout}\n{build.stderr}')
-    assert 'Summary: 1 package finished' in build.stdout
-    return workspace / 'install' / 'tqdm_ros'
 
 
 def site_packages(prefix):
@@ -48,9 +19,9 @@ def site_packages(prefix):
     return prefix / relative
 
 
-def test_ament_index_and_share_files(install_space):
-    assert (install_space / 'share/ament_index/resource_index/packages/tqdm_ros').is_file()
-    share = install_space / 'share' / 'tqdm_ros'
+def test_ament_index_and_share_files(colcon_install_space):
+    assert (colcon_install_space / 'share/ament_index/resource_index/packages/tqdm_ros').is_file()
+    share = colcon_install_space / 'share' / 'tqdm_ros'
     for name in ('package.xml', 'launch/segment.launch.py', 'config/segment.yaml',
                  'config/fastdds_localhost.xml', 'config/segment.rviz'):
         assert (share / name).is_file(), f'{name} is not installed under share/tqdm_ros'
@@ -58,19 +29,19 @@ def test_ament_index_and_share_files(install_space):
         [sys.executable, '-c', 'from ament_index_python.packages import '
          "get_package_share_directory as g; print(g('tqdm_ros'))"],
         capture_output=True, text=True, timeout=60,
-        env={**os.environ, 'AMENT_PREFIX_PATH': str(install_space)})
+        env={**os.environ, 'AMENT_PREFIX_PATH': str(colcon_install_space)})
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == str(share)
 
 
-def test_executables_are_where_ros2_run_looks(install_space):
+def test_executables_are_where_ros2_run_looks(colcon_install_space):
     for name in EXECUTABLES:
-        script = install_space / 'lib' / 'tqdm_ros' / name
+        script = colcon_install_space / 'lib' / 'tqdm_ros' / name
         assert script.is_file() and os.access(script, os.X_OK), f'{script} missing'
 
 
-def test_installed_package_carries_the_default_model_and_runs(install_space):
-    installed = site_packages(install_space)
+def test_installed_package_carries_the_default_model_and_runs(colcon_install_space):
+    installed = site_packages(colcon_install_space)
     assert (installed / 'tqdm_core/weights/tqdm_small_rn_camvid.pt').stat().st_size > 10_000_000
     assert (installed / 'tqdm_core/weights/MODEL_CARD.md').is_file()
     # Run from outside the repository with only the install space on the path: nothing comes
@@ -79,12 +50,12 @@ def test_installed_package_carries_the_default_model_and_runs(install_space):
     where = subprocess.run(
         [sys.executable, '-c', 'import tqdm_core.default_model as d, tqdm_ros; '
          'print(tqdm_ros.__file__); print(d.default_checkpoint())'],
-        cwd=install_space, capture_output=True, text=True, timeout=120, env=environment)
+        cwd=colcon_install_space, capture_output=True, text=True, timeout=120, env=environment)
     assert where.returncode == 0, where.stderr
     package_file, checkpoint = where.stdout.split()
     assert package_file.startswith(str(installed)) and checkpoint.startswith(str(installed))
     helped = subprocess.run(
-        [sys.executable, str(install_space / 'lib/tqdm_ros/segmentation_node'), '--help'],
-        cwd=install_space, capture_output=True, text=True, timeout=120, env=environment)
+        [sys.executable, str(colcon_install_space / 'lib/tqdm_ros/segmentation_node'), '--help'],
+        cwd=colcon_install_space, capture_output=True, text=True, timeout=120, env=environment)
     assert helped.returncode == 0, helped.stderr
     assert helped.stdout.startswith('usage: segmentation_node')

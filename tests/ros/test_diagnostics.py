@@ -99,3 +99,19 @@ def test_failed_load_is_an_error():
     monitor.set_state(diagnostics.STATE_FAILED, "checkpoint 'x.pt' does not exist")
     model, = report(monitor)
     assert model.level == DiagnosticStatus.ERROR and 'x.pt' in model.message
+
+
+def test_frames_lost_before_the_callback_are_counted_apart_from_drops():
+    monitor = HealthMonitor(node_name='/n', clock=FakeClock(), memory_mb=lambda: 912.4)
+    monitor.reset_cameras(('/cam/image',))
+    monitor.set_state(diagnostics.STATE_RUNNING)
+    for _ in range(3):
+        monitor.on_received(0)
+    monitor.on_lost(0, 4)
+    monitor.on_lost(0, 1)
+    monitor.on_dropped(0)
+    model, camera = monitor.report(Time()).status
+    assert status_values(model)['memory_rss_mb'] == '912'
+    values = status_values(camera)
+    assert (values['received'], values['lost_frames'], values['dropped_frames']) == (
+        '3', '5', '1')

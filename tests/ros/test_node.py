@@ -1,8 +1,8 @@
 """The segmentation node across processes: real rclpy, Fast DDS on loopback, the real Predictor.
 
 Three node processes start together (their imports overlap, which keeps the module fast):
-``/main`` (two cameras, the checks of outputs, class table, visualisation, bad input and
-diagnostics share it), ``/burst`` (a slow model under a 30 Hz burst) and ``/lifecycle``
+``/main`` (three cameras: rgb8, bgr8 and a CompressedImage one; the checks of outputs, class
+table, visualisation, compressed input, bad input and diagnostics share it), ``/burst`` (a slow model under a 30 Hz burst) and ``/lifecycle``
 (autostart off, driven through lifecycle_msgs services). Node and test load the same tiny-model
 checkpoint file. The confidence threshold is set at the median confidence of the first test frame,
 so about half of its pixels are unlabeled (255): label equality is then checked pixel by pixel on
@@ -14,13 +14,14 @@ from dataclasses import dataclass
 import json
 import time
 
+import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32MultiArray, String
 from tests.ros.ros_harness import (
     fastdds_shm_files, image_message, node_command, NodeProcess, publish_until,
@@ -29,6 +30,7 @@ from tests.ros.ros_harness import (
 from tqdm_core import create_model, Predictor, save_checkpoint
 from tqdm_core.visualization import colorize_labels, overlay
 from tqdm_ros.class_table_publisher import LATCHED_QOS
+from tqdm_ros.compressed_image import compress_rgb8
 from tqdm_ros.image_conversion import image_to_numpy
 import yaml
 
@@ -41,6 +43,9 @@ BURST_FRAMES = 60
 RNG = np.random.default_rng(7)
 FRAME_A = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)   # rgb8, camera a
 FRAME_B = RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8)   # bgr8, camera b
+_ROWS, _COLUMNS = np.mgrid[0:40, 0:56]
+FRAME_C = np.stack([_ROWS * 6, _COLUMNS * 4, (_ROWS + _COLUMNS) * 2],  # JPEG/PNG, camera c
+                   axis=2).astype(np.uint8)
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -78,7 +83,8 @@ def setup(ros_domain, tmp_path_factory):
     processes = {
         'main': NodeProcess(node_command(
             '--params-file', shipped, '--params-file', write_params(
-                workdir / 'main.yaml', input_topics=['cam_a/image', 'cam_b/image'],
+                workdir / 'main.yaml',
+                input_topics=['cam_a/image', 'cam_b/image', 'cam_c/image/compressed'],
                 confidence_threshold=threshold, input_qos='reliable',
                 probability_classes=['car', 'traffic light'], **common),
             '-r', '__ns:=/main')),
@@ -180,6 +186,63 @@ def test_bgr_camera_labels_equal_the_predictor(setup):
     assert (stamp_ns(out), out.header.frame_id) == (42, 'cam_b_optical')
     expected = setup.predictor.predict(FRAME_B, channel_order='bgr').labels
     np.testing.assert_array_equal(image_to_numpy(out), expected)
+
+
+def compressed_message(data: bytes, image_format: str, *, stamp: int) -> CompressedImage:
+    msg = CompressedImage(format=image_format, data=data)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+    msg.header.frame_id = 'cam_c_optical'
+    return msg
+
+
+@pytest.mark.parametrize('codec', ['png', 'jpeg'])
+def test_compressed_camera_labels_equal_the_predictor_on_the_decoded_frame(setup, codec):
+    wait_for_state(setup, '/main', ('warming up', 'running'))
+    client = setup.client
+    labels = client.subscribe(Image, '/main/cam_c/segmentation/labels', RELIABLE)
+    publisher = client.node.create_publisher(
+        CompressedImage, '/main/cam_c/image/compressed', RELIABLE)
+    data, image_format = compress_rgb8(FRAME_C, codec)
+    stamp = 1_700_000_000_000_000_000 + len(codec)
+    publish_until(publisher, compressed_message(data, image_format, stamp=stamp),
+                  lambda: any(stamp_ns(m) == stamp for m in labels.messages),
+                  timeout=OUTPUT_TIMEOUT_S, what=f'labels of the {codec} frame')
+    out = next(m for m in labels.messages if stamp_ns(m) == stamp)
+    assert out.header.frame_id == 'cam_c_optical'
+    assert (out.height, out.width) == FRAME_C.shape[:2]
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # BGR
+    expected = setup.predictor.predict(decoded, channel_order='bgr').labels
+    np.testing.assert_array_equal(image_to_numpy(out), expected)
+    if codec == 'png':  # lossless: the same labels as the raw frame
+        np.testing.assert_array_equal(expected, setup.predictor.predict(FRAME_C).labels)
+
+
+def test_undecodable_compressed_frames_are_counted_and_survived(setup):
+    wait_for_state(setup, '/main', ('warming up', 'running'))
+    client, topic = setup.client, '/main/cam_c/image/compressed'
+    labels = client.subscribe(Image, '/main/cam_c/segmentation/labels', RELIABLE)
+    publisher = client.node.create_publisher(CompressedImage, topic, RELIABLE)
+    png, png_format = compress_rgb8(FRAME_C, 'png')
+    publish_until(publisher, compressed_message(png, png_format, stamp=11),
+                  lambda: any(stamp_ns(m) == 11 for m in labels.messages),
+                  timeout=OUTPUT_TIMEOUT_S, what='first labels of camera c')
+    before = int(wait_for_camera_values(
+        setup, '/main', topic, lambda v: 'bad_inputs' in v, 'diagnostics')['bad_inputs'])
+    corrupt = bytearray(png)
+    corrupt[40:60] = bytes(20)  # the header and end marker stay valid: only decoding fails
+    jpeg, jpeg_format = compress_rgb8(FRAME_C, 'jpeg')
+    for bad in (compressed_message(bytes(corrupt), png_format, stamp=12),
+                compressed_message(jpeg[:len(jpeg) // 2], jpeg_format, stamp=13)):
+        publisher.publish(bad)
+        time.sleep(0.3)
+    publish_until(publisher, compressed_message(png, png_format, stamp=14),
+                  lambda: any(stamp_ns(m) == 14 for m in labels.messages),
+                  timeout=OUTPUT_TIMEOUT_S, what='labels after the undecodable frames')
+    wait_for_camera_values(
+        setup, '/main', topic, lambda v: int(v.get('bad_inputs', 0)) == before + 2,
+        'two more bad inputs in the diagnostics')
+    assert not any(stamp_ns(m) in (12, 13) for m in labels.messages)
+    assert setup.processes['main'].returncode is None
 
 
 def test_class_table_reaches_a_late_subscriber(setup):

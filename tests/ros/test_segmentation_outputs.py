@@ -1,4 +1,4 @@
-"""Pure functions of the node: output names, per-class statistics, class table, model loading."""
+"""Pure functions of the node: topic tokens, per-class statistics, class table, model loading."""
 
 import json
 
@@ -9,19 +9,7 @@ from tqdm_core import CheckpointError, CITYSCAPES_19, create_model, save_checkpo
 from tqdm_ros.class_table_json import class_table_to_json
 from tqdm_ros.parameters import PARAMETER_SPECS, validate_parameters
 from tqdm_ros.segmentation_node import (
-    camera_output_namespace, class_statistics, load_predictor, probability_class_ids,
-    statistics_message, topic_safe)
-
-
-@pytest.mark.parametrize('topic, namespace', [
-    ('/camera/image_raw', '/camera/segmentation'),
-    ('/front/left/image_rect', '/front/left/segmentation'),
-    ('/image', '/segmentation'),
-    ('camera/image', 'camera/segmentation'),
-    ('image', 'segmentation'),
-])
-def test_outputs_go_under_the_camera_namespace(topic, namespace):
-    assert camera_output_namespace(topic, 'segmentation') == namespace
+    class_statistics, load_predictor, probability_class_ids, statistics_message, topic_safe)
 
 
 def test_class_names_become_topic_tokens():

@@ -1,0 +1,191 @@
+"""The segmentation node in the test process: failures it must report, its parameter services,
+run-time parameter changes, and frames lost before its callback.
+
+The node runs in its own rclpy context with an executor the test spins, so a test can hold the
+node's callbacks back while frames pile up in its input queue. A RosClient (its own context and
+spinning thread) plays the camera and calls the node's services, as another process would.
+"""
+
+import contextlib
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import pytest
+import rclpy
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import GetParameters, ListParameters
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from tests.ros.ros_harness import (
+    fastdds_shm_files, image_message, MessageLog, remove_unused_fastdds_files, reserved_domain,
+    RosClient, stamp_ns)
+from tqdm_ros.parameters import PARAMETER_SPECS, RUNTIME_PARAMETERS
+from tqdm_ros.segmentation_node import SegmentationNode
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+TIMEOUT_S = 60.0
+FRAME = np.random.default_rng(11).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope='module')
+def ros_domain():
+    shm_before = fastdds_shm_files()
+    with reserved_domain() as domain:
+        yield domain
+    remove_unused_fastdds_files(shm_before)
+
+
+class SpunNode:
+    """A SegmentationNode in its own context; the test decides when its executor spins."""
+
+    def __init__(self, *ros_args: str, **node_kwargs) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(args=['test', '--ros-args', *ros_args], context=self.context)
+        self.node = SegmentationNode(context=self.context, **node_kwargs)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, condition, what: str, timeout: float = TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f'{what}: not reached within {timeout:.0f} s')
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@contextlib.contextmanager
+def spun_node(*ros_args: str, **node_kwargs):
+    spun = SpunNode(*ros_args, **node_kwargs)
+    try:
+        yield spun
+    finally:
+        spun.close()
+
+
+@contextlib.contextmanager
+def client_and_node(*ros_args: str, **node_kwargs):
+    """A node spinning in a background thread, and a client in another context."""
+    with spun_node(*ros_args, **node_kwargs) as spun:
+        stop = threading.Event()
+
+        def spin() -> None:
+            while not stop.is_set():
+                spun.executor.spin_once(timeout_sec=0.05)
+
+        spinner = threading.Thread(target=spin)
+        spinner.start()
+        client = RosClient(name='in_process_test_client')
+        try:
+            yield spun.node, client
+        finally:
+            client.close()
+            stop.set()
+            spinner.join(10.0)
+
+
+def test_an_exception_inside_configure_is_logged_with_its_reason(ros_domain, capfd):
+    """rclpy turns an exception of on_configure into a silent ERROR transition."""
+    def factory(parameters):
+        return object()  # no class_table: configure fails after the model 'loaded'
+
+    with spun_node('-p', 'autostart:=false', predictor_factory=factory) as spun:
+        assert spun.node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert spun.node.trigger_configure() == TransitionCallbackReturn.FAILURE  # retryable
+    logged = capfd.readouterr().err
+    assert ("could not configure: AttributeError: 'object' object has no attribute "
+            "'class_table'") in logged
+    assert 'Traceback' in logged  # where it happened, for a bug report
+
+
+def test_get_parameters_answers_for_every_parameter(ros_domain):
+    """ros2 param dump asks for all listed names at once; an unset one made rclpy answer []."""
+    with client_and_node('-p', 'autostart:=false') as (node, client):
+        name = node.get_fully_qualified_name()
+        listed = client.call(ListParameters, f'{name}/list_parameters',
+                             ListParameters.Request()).result.names
+        assert {spec.name for spec in PARAMETER_SPECS} <= set(listed)
+        answer = client.call(GetParameters, f'{name}/get_parameters',
+                             GetParameters.Request(names=listed))
+        assert len(answer.values) == len(listed)
+        values = dict(zip(listed, answer.values))
+        assert values['probability_classes'].type == ParameterType.PARAMETER_STRING_ARRAY
+        assert list(values['probability_classes'].string_array_value) == []
+
+
+def set_parameter(node, name: str, value):
+    return node.set_parameters([Parameter(name, value=value)])[0]
+
+
+def test_parameters_read_on_configure_are_refused_while_configured(ros_domain):
+    with spun_node('-p', 'autostart:=false') as spun:
+        node = spun.node
+        invalid = set_parameter(node, 'device', 'gpu')
+        assert not invalid.successful and "'device'" in invalid.reason
+        assert set_parameter(node, 'input_transport', 'compressed').successful  # unconfigured
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        refused = set_parameter(node, 'max_rate_hz', 5.0)
+        assert not refused.successful
+        assert "'max_rate_hz' is read when the node is configured" in refused.reason
+        assert f'ros2 lifecycle set {node.get_fully_qualified_name()} deactivate' in (
+            refused.reason)
+        assert node.get_parameter('max_rate_hz').value == 0.0
+        assert RUNTIME_PARAMETERS == {'overlay_alpha'}
+        assert set_parameter(node, 'overlay_alpha', 0.25).successful
+        assert node.parameters.overlay_alpha == 0.25  # applied at once
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert set_parameter(node, 'max_rate_hz', 5.0).successful
+
+
+def test_frames_lost_in_the_input_queue_are_counted(ros_domain):
+    """Five frames reach the node's one-frame input queue while its executor does not spin: it
+    sees only the last, and the four it never saw are counted from the sequence numbers."""
+    with spun_node('-p', "input_topics:=['/lost/camera/image_raw']", '-p',
+                   'input_qos:=reliable', '-p', 'diagnostics_period_s:=0.1') as spun:
+        node = spun.node
+        assert node.start()
+        watcher = rclpy.create_node('watcher', context=spun.context)
+        spun.executor.add_node(watcher)
+        labels, diagnostics = MessageLog(), MessageLog()
+        watcher.create_subscription(Image, '/lost/camera/segmentation/labels', labels, RELIABLE)
+        watcher.create_subscription(DiagnosticArray, '/diagnostics', diagnostics, 50)
+        client = RosClient(name='lost_frames_camera')
+        try:
+            publisher = client.node.create_publisher(Image, '/lost/camera/image_raw', RELIABLE)
+
+            def frame(stamp: int) -> Image:
+                return image_message(FRAME, 'rgb8', stamp_ns=stamp * 10 ** 9, frame_id='c')
+
+            spun.spin_until(lambda: publisher.get_subscription_count() > 0, 'matched')
+            publisher.publish(frame(1))
+            spun.spin_until(lambda: labels.messages, 'labels of the first frame')
+            for stamp in range(2, 7):
+                publisher.publish(frame(stamp))
+            time.sleep(1.0)  # delivered into the node's input queue, which keeps the newest
+            spun.spin_until(lambda: any(stamp_ns(m) == 6 * 10 ** 9 for m in labels.messages),
+                            'labels of the last frame')
+
+            def camera_values():
+                for array in reversed(diagnostics.messages):
+                    for status in array.status:
+                        if status.name.endswith('/lost/camera/image_raw'):
+                            return {kv.key: kv.value for kv in status.values}
+                return {}
+
+            spun.spin_until(lambda: camera_values().get('processed') == '2', 'diagnostics')
+            values = camera_values()
+            assert (values['received'], values['lost_frames'], values['dropped_frames']) == (
+                '2', '4', '0')
+            assert [stamp_ns(m) for m in labels.messages] == [10 ** 9, 6 * 10 ** 9]
+        finally:
+            client.close()

@@ -1,0 +1,229 @@
+"""``ros2 launch tqdm_ros segment.launch.py`` for real: the ROS 2 launch system and CLI.
+
+The vendored launch tooling (tests/ros/launch_tooling.py) is installed into a throwaway prefix
+and the package is colcon-built into a workspace, as a user of a ROS 2 install has them. One
+launch of the shipped default model serves the checks of a running node: it reaches the active
+state, answers a frame with labels carrying its header, inherits the environment's DDS settings,
+``ros2 param dump`` lists every parameter, and ``ros2 param set`` refuses a parameter that needs
+a reconfigure. Bad launch arguments end the launch with a message that names them.
+
+Every process runs with the test's network-safe environment (tests/conftest.py) and a reserved
+ROS_DOMAIN_ID; the ros2 CLI runs with --no-daemon so no daemon outlives the test.
+"""
+
+import dataclasses
+import pathlib
+import shutil
+import subprocess
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import psutil
+import pytest
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+import yaml
+
+from tests.ros.launch_tooling import install_launch_tooling, ros2_environment, TARBALL
+from tests.ros.ros_harness import (
+    fastdds_shm_files, image_message, MessageLog, remove_unused_fastdds_files, REPO_ROOT,
+    reserved_domain, RosClient, stamp_ns, status_values)
+from tqdm_ros.image_conversion import image_to_numpy
+from tqdm_ros.parameters import PARAMETER_SPECS
+
+NAMESPACE = '/ros2_launch'
+NODE = f'{NAMESPACE}/segmentation_node'
+CAMERA = f'{NAMESPACE}/camera/image_raw'
+READY_TIMEOUT_S = 120.0
+COMMAND_TIMEOUT_S = 60.0
+# No ros2 daemon (it would outlive the test); wait up to 10 s for the node to be discovered.
+NODE_CLI_OPTIONS = ('--no-daemon', '--timeout', '10')
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+FRAME = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope='module')
+def tooling():
+    if not TARBALL.is_file():
+        pytest.skip(f'the vendored launch tooling {TARBALL} is absent (see '
+                    'tests/ros/launch_tooling.py); set TQDM_ROS_LAUNCH_TOOLING to its path')
+    return install_launch_tooling()
+
+
+@pytest.fixture(scope='module')
+def ros2_env(tooling, colcon_install_space, tmp_path_factory):
+    """The ros2 commands' environment on a reserved domain, with a loopback profile of its own.
+
+    The profile is a copy of the shipped one at another path: a node that reports this path
+    inherited the environment's DDS settings instead of the launch file imposing its own.
+    """
+    profile = tmp_path_factory.mktemp('dds') / 'inherited_profile.xml'
+    shutil.copy(REPO_ROOT / 'config' / 'fastdds_localhost.xml', profile)
+    shm_before = fastdds_shm_files()
+    with reserved_domain():
+        yield ros2_environment(tooling, colcon_install_space, extra={
+            'FASTDDS_DEFAULT_PROFILES_FILE': str(profile)})
+    remove_unused_fastdds_files(shm_before)
+
+
+def ros2(tooling, env, *arguments: str, timeout: float = COMMAND_TIMEOUT_S):
+    return subprocess.run([*tooling.ros2, *arguments], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class Launch:
+    """A running ``ros2 launch`` with its output collected."""
+
+    def __init__(self, tooling, env, *arguments: str, log: pathlib.Path) -> None:
+        self.log = log
+        self._file = log.open('w')
+        self.process = subprocess.Popen(
+            [*tooling.ros2, 'launch', 'tqdm_ros', 'segment.launch.py', *arguments], env=env,
+            stdout=self._file, stderr=subprocess.STDOUT)
+
+    @property
+    def output(self) -> str:
+        self._file.flush()
+        return self.log.read_text()
+
+    def node_process(self) -> psutil.Process:
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            if any('segmentation_node' in part for part in child.cmdline()):
+                return child
+        raise AssertionError(f'no segmentation_node under the launch:\n{self.output}')
+
+    def stop(self, timeout: float = 60.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(2)  # SIGINT, as Ctrl-C
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                for child in psutil.Process(self.process.pid).children(recursive=True):
+                    child.kill()
+                self.process.kill()
+                self.process.wait(10.0)
+        self._file.close()
+        return self.process.returncode
+
+
+@dataclasses.dataclass
+class Launched:
+    launch: Launch
+    client: RosClient
+    diagnostics: MessageLog
+
+
+@pytest.fixture(scope='module')
+def launched(tooling, ros2_env, tmp_path_factory):
+    """The default model launched on one camera, given as the README's YAML list form."""
+    launch = Launch(tooling, ros2_env, f"camera_topics:=['{CAMERA}']",
+                    f'namespace:={NAMESPACE.strip("/")}',
+                    log=tmp_path_factory.mktemp('launch') / 'launch.log')
+    client = RosClient(name='ros2_launch_test_client')
+    diagnostics = client.subscribe(DiagnosticArray, '/diagnostics', 50)
+    try:
+        yield Launched(launch, client, diagnostics)
+    finally:
+        client.close()
+        code = launch.stop()
+        assert code == 0, f'ros2 launch exited with {code}:\n{launch.output}'
+
+
+def wait_until_running(launched: Launched) -> dict:
+    """Wait until the node reports the active state on /diagnostics; return its model status."""
+    def active():
+        assert launched.launch.process.poll() is None, (
+            f'ros2 launch ended:\n{launched.launch.output}')
+        values = status_values(launched.diagnostics, f'{NODE}: model')
+        return values is not None and values['state'] in ('warming up', 'running')
+
+    launched.client.wait_until(active, READY_TIMEOUT_S, 'the launched node active')
+    return status_values(launched.diagnostics, f'{NODE}: model')
+
+
+def test_launched_node_becomes_active_and_answers_a_frame(launched):
+    model = wait_until_running(launched)
+    assert model['model'] == 'tqdm-small-rn'
+    client = launched.client
+    labels = client.subscribe(Image, f'{NAMESPACE}/camera/segmentation/labels',
+                                          RELIABLE)
+    publisher = client.node.create_publisher(Image, CAMERA, RELIABLE)
+    frame_stamp = 1_700_000_000_000_000_777
+    msg = image_message(FRAME, 'rgb8', stamp_ns=frame_stamp, frame_id='launch_camera')
+    deadline = time.monotonic() + 30.0
+    while not labels.messages and time.monotonic() < deadline:
+        publisher.publish(msg)
+        time.sleep(0.5)
+    out = labels.wait_for(lambda m: stamp_ns(m) == frame_stamp, 1.0, 'labels of the frame')
+    assert out.header.frame_id == 'launch_camera'
+    assert image_to_numpy(out).shape == FRAME.shape[:2]
+
+
+def test_launched_node_inherits_the_environment_dds_settings(launched, ros2_env):
+    wait_until_running(launched)
+    environment = launched.launch.node_process().environ()
+    assert environment['FASTDDS_DEFAULT_PROFILES_FILE'] == ros2_env[
+        'FASTDDS_DEFAULT_PROFILES_FILE']
+    assert environment['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'  # the test's own setting
+
+
+def test_param_dump_lists_every_parameter(launched, tooling, ros2_env):
+    wait_until_running(launched)
+    dumped = ros2(tooling, ros2_env, 'param', 'dump', NODE, *NODE_CLI_OPTIONS)
+    assert dumped.returncode == 0, dumped.stderr
+    values = yaml.safe_load(dumped.stdout)[NODE]['ros__parameters']
+    for spec in PARAMETER_SPECS:
+        assert spec.name in values, f'{spec.name} missing from ros2 param dump:\n{dumped.stdout}'
+    assert values['probability_classes'] == []
+    assert values['input_topics'] == [CAMERA]
+
+
+def test_param_set_refuses_invalid_values_and_what_needs_a_reconfigure(launched, tooling,
+                                                                       ros2_env):
+    wait_until_running(launched)
+
+    def param_set(name: str, value: str) -> str:
+        done = ros2(tooling, ros2_env, 'param', 'set', NODE, name, value, *NODE_CLI_OPTIONS)
+        return done.stdout + done.stderr
+
+    assert ("Setting parameter failed: parameter 'device' must be 'cpu', 'cuda' or "
+            "'cuda:<index>', got 'gpu'") in param_set('device', 'gpu')
+    refused = param_set('max_rate_hz', '5.0')
+    assert "Setting parameter failed: 'max_rate_hz' is read when the node is configured" in (
+        refused)
+    assert f'ros2 lifecycle set {NODE} deactivate, then cleanup' in refused
+    assert 'Set parameter successful' in param_set('overlay_alpha', '0.3')
+    got = ros2(tooling, ros2_env, 'param', 'get', NODE, 'max_rate_hz', *NODE_CLI_OPTIONS)
+    assert 'Double value is: 0.0' in got.stdout, got.stdout + got.stderr
+
+
+@pytest.mark.parametrize('argument, message', [
+    ('autostart:=maybe', "launch argument autostart must be 'true' or 'false', got 'maybe'"),
+    ('local_only:=yes', "launch argument local_only must be 'true' or 'false', got 'yes'"),
+    ('fastdds_profile:=/nowhere/profile.xml',
+     "launch argument fastdds_profile: '/nowhere/profile.xml' is not a file"),
+    ("camera_topics:=['/a/image', 3]", 'launch argument camera_topics must list topic names'),
+])
+def test_bad_launch_argument_ends_the_launch_with_its_name(tooling, ros2_env, argument,
+                                                           message):
+    ended = ros2(tooling, ros2_env, 'launch', 'tqdm_ros', 'segment.launch.py', argument)
+    assert ended.returncode != 0
+    assert message in ended.stdout + ended.stderr, ended.stdout + ended.stderr
+    assert 'process started' not in ended.stdout  # refused before any process starts
+
+
+def test_invalid_topic_name_is_reported_by_the_node(tooling, ros2_env):
+    ended = ros2(tooling, ros2_env, 'launch', 'tqdm_ros', 'segment.launch.py',
+                 "camera_topics:=['/camera/image raw']", 'namespace:=bad_topic',
+                 timeout=READY_TIMEOUT_S)
+    output = ended.stdout + ended.stderr
+    assert "parameter 'input_topics'" in output and '/camera/image raw' in output, output
+    assert 'exit code 2' in output, output
+
+
+def test_show_args_lists_the_dds_options(tooling, ros2_env):
+    shown = ros2(tooling, ros2_env, 'launch', 'tqdm_ros', 'segment.launch.py', '--show-args')
+    assert shown.returncode == 0, shown.stderr
+    for argument in ('camera_topics', 'input_transport', 'local_only', 'fastdds_profile'):
+        assert f"'{argument}':" in shown.stdout
