@@ -251,9 +251,10 @@ def evaluate(args: argparse.Namespace) -> int:
             "seconds_per_image": report.latency_summary()["mean"] / 1e3, "report": str(folder.relative_to(output_dir))}
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\n{model.preset} ({model.class_table.name}) from {checkpoint.path}, {args.mode} inference")
-    print(f"{'dataset':<24}{'images':>8}{'mIoU %':>9}{'pixel acc %':>13}{'s/img':>8}")
+    width = max(24, *(len(label) + 2 for label in summary["datasets"]))
+    print(f"{'dataset':<{width}}{'images':>8}{'mIoU %':>9}{'pixel acc %':>13}{'s/img':>8}")
     for label, row in summary["datasets"].items():
-        print(f"{label:<24}{row['images']:>8}{100 * (row['miou'] or 0):>9.2f}"
+        print(f"{label:<{width}}{row['images']:>8}{100 * (row['miou'] or 0):>9.2f}"
               f"{100 * (row['pixel_accuracy'] or 0):>13.2f}{row['seconds_per_image']:>8.2f}")
     print(f"results in {output_dir}")
     return 0
