@@ -15,6 +15,7 @@ def model():
 
 
 def test_fields_and_defaults_are_the_predictors():
+    """The options are Predictor arguments, with its defaults (read from its signature)."""
     signature = inspect.signature(Predictor.__init__).parameters
     options = InferenceOptions()
     for field in dataclasses.fields(InferenceOptions):
@@ -49,7 +50,7 @@ def test_every_accepted_value_runs_in_the_predictor_and_the_bounds_agree(model, 
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"precision": "fp8"}, "'precision' must be one of 'fp32', 'bf16', 'fp16', got 'fp8'"),
+    ({"precision": "fp8"}, f"'precision' must be one of {', '.join(map(repr, CHOICES['precision']))}, got 'fp8'"),
     ({"mode": "tiles"}, "'mode' must be one of 'whole', 'slide', got 'tiles'"),
     ({"runtime": "tensorrt"}, "'runtime' must be one of 'torch', 'onnxruntime', got 'tensorrt'"),
     ({"device": "gpu"}, "'device' must be 'cpu', 'cuda' or 'cuda:<index>', got 'gpu'"),

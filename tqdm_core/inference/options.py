@@ -13,6 +13,7 @@ size divisor (32 for every preset), and a CUDA device must exist.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import re
 import typing
@@ -20,7 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm_core.inference.predictor import CONFIDENCE_RANGE, MAX_SIDE, MODES, PRECISIONS, RUNTIMES, SCALE_RANGE
+from tqdm_core.inference.predictor import (CONFIDENCE_RANGE, MAX_SIDE, MODES, PRECISIONS, RUNTIMES, SCALE_RANGE,
+                                           Predictor)
 
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
 # Allowed values of the string options.
@@ -33,6 +35,10 @@ RANGES: dict[str, tuple[float, float]] = {
     "confidence_threshold": CONFIDENCE_RANGE,
     "max_batch_size": (1, 64),
 }
+
+
+_PREDICTOR_DEFAULTS = {name: parameter.default
+                       for name, parameter in inspect.signature(Predictor.__init__).parameters.items()}
 
 
 class InvalidOption(ValueError):
@@ -67,7 +73,7 @@ class _Spelling(dict):
 
 @dataclass(frozen=True)
 class InferenceOptions:
-    """How to run a model: the Predictor's keyword arguments, validated together on construction.
+    """How to run a model: the Predictor's keyword arguments and defaults, validated together on construction.
 
     Attributes:
         device: "cpu", "cuda" or "cuda:N".
@@ -87,16 +93,16 @@ class InferenceOptions:
             Predictor cannot run.
     """
 
-    device: str = "cpu"
-    precision: str = "fp32"
-    mode: str = "whole"
-    window: int = 512
-    stride: int = 341
-    scale: float | None = None
-    confidence_threshold: float = 0.0
-    max_batch_size: int = 8
-    compile: bool = False
-    runtime: str = "torch"
+    device: str = _PREDICTOR_DEFAULTS["device"]
+    precision: str = _PREDICTOR_DEFAULTS["precision"]
+    mode: str = _PREDICTOR_DEFAULTS["mode"]
+    window: int = _PREDICTOR_DEFAULTS["window"]
+    stride: int = _PREDICTOR_DEFAULTS["stride"]
+    scale: float | None = None  # not the Predictor's 1.0: None defers to the checkpoint
+    confidence_threshold: float = _PREDICTOR_DEFAULTS["confidence_threshold"]
+    max_batch_size: int = _PREDICTOR_DEFAULTS["max_batch_size"]
+    compile: bool = _PREDICTOR_DEFAULTS["compile"]
+    runtime: str = _PREDICTOR_DEFAULTS["runtime"]
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -109,7 +115,9 @@ class InferenceOptions:
         if self.precision == "fp16" and self.device == "cpu":
             raise InvalidOption("precision", "'fp32' or 'bf16' on the CPU ('fp16' needs a CUDA {device})",
                                 self.precision)
-        if self.runtime == "onnxruntime" and (self.precision != "fp32" or self.device != "cpu" or self.compile):
+        # "auto" (where the Predictor defines it) resolves to fp32 for ONNX Runtime.
+        if self.runtime == "onnxruntime" and (self.precision not in ("fp32", "auto") or self.device != "cpu"
+                                              or self.compile):
             raise InvalidOption("runtime", "'torch' unless {precision} is 'fp32', {device} is 'cpu' and {compile} "
                                 f"is off (found {self.precision}, {self.device}, compile {self.compile})",
                                 self.runtime)
