@@ -68,7 +68,7 @@ class ParameterSpec:
 
 def option_spec(name: str, option: str, description: str, *, default: Any = None,
                 unset_value: Optional[float] = None) -> ParameterSpec:
-    """A parameter that sets an InferenceOptions field: its choices and range are the option's.
+    """Describe a parameter that sets an InferenceOptions field, with the option's choices and range.
 
     Args:
         name: the parameter name.
@@ -197,7 +197,7 @@ class NodeParameters:
     autostart: bool
 
     def inference_options(self) -> InferenceOptions:
-        """The inference parameters as the options object the Predictor is built from.
+        """Return the inference parameters as the options the Predictor is built from.
 
         Raises:
             InvalidOption: a combination the Predictor cannot run (found by

@@ -194,7 +194,7 @@ class LiveSession:
         self._replay_ended_at: float | None = None
 
     def frames(self) -> Iterator[ScoredFrame | DroppedFrame]:
-        """The node's answer to each labelled bag frame, in bag order, as it arrives.
+        """Yield the node's answer to each labelled bag frame, in bag order, as it arrives.
 
         Raises:
             Any error of the replay thread.
