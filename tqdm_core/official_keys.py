@@ -60,6 +60,7 @@ def official_presets() -> list[str]:
     """Presets an official checkpoint can be converted into: those whose backbone kind has an official model."""
     return [name for name in list_presets() if get_preset(name).backbone.kind in OFFICIAL_MODELS]
 
+
 # Keys of tensors inference does not need, with the reason they are dropped.
 _DROPPED: tuple[tuple[re.Pattern, str], ...] = (
     (re.compile(r"reg_E0\..+"), "frozen teacher copy of the visual encoder (vision regularizer, training only)"),
