@@ -88,6 +88,8 @@ NODE_NAME = 'segmentation_node'
 WARNING_PERIOD_S = 5.0
 # Longest wait for the worker to finish its current batch on deactivate.
 WORKER_JOIN_TIMEOUT_S = 60.0
+# With no frame for this long the worker returns the memory inference freed to the system.
+IDLE_RELEASE_S = 0.5
 
 
 def load_predictor(params: NodeParameters):
@@ -281,8 +283,6 @@ class SegmentationNode(LifecycleNode):
         self._class_table: Optional[ClassTable] = None
         self._outputs: list[CameraOutputs] = []
         self._health = diagnostics.HealthMonitor(node_name=self.get_fully_qualified_name())
-        # Freed memory goes back to the system after configure and after the first inference.
-        self._released_after_first_frame = False
         # Own group: diagnostics keep flowing while a transition (model loading) runs.
         self._diagnostics_group = MutuallyExclusiveCallbackGroup()
         self._diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -320,7 +320,6 @@ class SegmentationNode(LifecycleNode):
         params = self._params
         self.destroy_timer(self._diagnostics_timer)
         self._diagnostics_timer = self._create_diagnostics_timer()
-        self._released_after_first_frame = False
         self._cameras = [
             camera_topics(topic, transport=params.input_transport,
                           output_namespace=params.output_namespace)
@@ -517,14 +516,21 @@ class SegmentationNode(LifecycleNode):
     def _run_worker(self, slots: LatestFrameSlots) -> None:
         min_period = 1.0 / self._params.max_rate_hz if self._params.max_rate_hz > 0 else 0.0
         next_run = 0.0
+        worked_since_release = False
         while not self._stop_worker.is_set():
             # Rate cap: wait first, then take the frames, so the frames used are the newest.
             if self._stop_worker.wait(max(0.0, next_run - time.monotonic())):
                 break
-            ready = slots.take_ready(timeout=0.5)
+            ready = slots.take_ready(timeout=IDLE_RELEASE_S)
             if ready:
                 next_run = time.monotonic() + min_period
                 self._process(ready)
+                worked_since_release = True
+            elif worked_since_release:
+                # The cameras paused: give back what inference freed. Never while frames keep
+                # coming, where it would only cost page faults on the next frame.
+                release_free_memory()
+                worked_since_release = False
 
     def _process(self, ready: list[tuple[int, ReceivedFrame]]) -> None:
         by_channel_order: dict[str, list[DecodedFrame]] = {}
@@ -557,9 +563,6 @@ class SegmentationNode(LifecycleNode):
                 throttle_duration_sec=WARNING_PERIOD_S)
             return
         inference_s = time.monotonic() - started
-        if not self._released_after_first_frame:
-            release_free_memory()  # the first inference's one-off allocations
-            self._released_after_first_frame = True
         for decoded, prediction in zip(batch, predictions):
             self._publish(decoded, prediction)
             self._health.on_processed(
