@@ -55,7 +55,7 @@ def run_fixture(model: nn.Module, inputs: dict, official_state: dict[str, torch.
         for name in ("whole", "rect", "train"):
             ours.update({f"{name}.{key}": value for key, value in model_items(model, inputs[f"{name}.img"]).items()})
         for name, mode in (("whole", "whole"), ("rect", "whole"), ("slide", "slide")):
-            predictor = Predictor(model, mode=mode, window=WINDOW, stride=STRIDE)
+            predictor = Predictor(model, precision="fp32", mode=mode, window=WINDOW, stride=STRIDE)
             image = inputs[f"{name}.img_uint8_rgb"][0].permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
             ours[f"{name}.seg_logit"] = predictor.probabilities(image[None])
         slide = inputs["slide.img"]
