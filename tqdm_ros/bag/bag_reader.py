@@ -24,10 +24,14 @@ from rosbags.typesys import get_types_from_msg, get_typestore, Stores, TypesysEr
 from rosbags.typesys.store import Typestore
 from tqdm_core.classes import ClassTable
 
+from tqdm_ros.camera_topics import COMPRESSED_SUFFIX
 from tqdm_ros.class_table_json import class_table_from_json, ClassTableFormatError
+from tqdm_ros.compressed_image import compressed_to_rgb8
 from tqdm_ros.image_conversion import image_to_numpy, image_to_rgb8, ImageConversionError
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
+COMPRESSED_IMAGE_TYPE = 'sensor_msgs/msg/CompressedImage'
+CAMERA_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
 STRING_TYPE = 'std_msgs/msg/String'
 
 # Every way rosbags fails on a bad bag; sqlite3 and struct errors come from truncated files.
@@ -173,6 +177,27 @@ def connections_for(reader: AnyReader, topics: Iterable[str]) -> list[Connection
     return [c for c in reader.connections if c.topic in topics]
 
 
+def resolve_camera_topic(reader: AnyReader, topic: str) -> str:
+    """Return the bag's camera topic for ``topic``: itself, or its ``/compressed`` sibling.
+
+    A recording made with image_transport's compressed plugin holds
+    ``/camera/image_raw/compressed`` (sensor_msgs/CompressedImage) where a raw one holds
+    ``/camera/image_raw``; naming the camera finds either. A topic that is in the bag is
+    returned as given.
+
+    Raises:
+        BagError: neither is in the bag (the message lists the topics that are).
+    """
+    available = {c.topic for c in reader.connections}
+    if topic in available:
+        return topic
+    if topic + COMPRESSED_SUFFIX in available:
+        return topic + COMPRESSED_SUFFIX
+    raise BagError(f"bag '{reader.paths[0]}' has no camera topic {topic} (nor "
+                   f"{topic}{COMPRESSED_SUFFIX}); its topics are: "
+                   f"{', '.join(sorted(available)) or '(none)'}")
+
+
 def is_latched(connection: Connection) -> bool:
     """Tell whether every recorded publisher offered transient-local durability (latched)."""
     profiles = getattr(connection.ext, 'offered_qos_profiles', [])
@@ -253,25 +278,33 @@ def stamp_to_ns(stamp: object) -> int:
 def image_to_array(msg: object) -> np.ndarray:
     """Decode a camera frame or a label image of a bag into a numpy array.
 
-    The node's decoder (`tqdm_ros.image_conversion`) does the work, so bags and live topics are
-    read the same way (``step`` padding, byte order, the same checks).
+    The node's decoders (`tqdm_ros.image_conversion`, `tqdm_ros.compressed_image`) do the work,
+    so bags and live topics are read the same way (``step`` padding, byte order, JPEG and PNG,
+    the same checks).
 
     Args:
-        msg: a ``sensor_msgs/Image`` (rosbags or rclpy message).
+        msg: a ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage`` (rosbags or rclpy).
 
     Returns:
-        (H, W) uint8 for ``mono8`` (labels); (H, W, 3) uint8 RGB for every other encoding
-        (BGR reordered, alpha dropped, mono and float images expanded as the node does).
+        (H, W) uint8 for a ``mono8`` Image (labels); (H, W, 3) uint8 RGB for every other
+        encoding and for compressed frames (BGR reordered, alpha dropped, mono and float images
+        expanded as the node does).
 
     Raises:
-        BagError: a malformed message (unsupported encoding, ``step`` or data length wrong).
+        BagError: a malformed message (unsupported encoding, ``step`` or data length wrong, a
+            compressed payload that is not a complete JPEG or PNG).
     """
+    compressed = hasattr(msg, 'format')
     try:
-        if msg.encoding == 'mono8':
+        if compressed:
+            image, channel_order = compressed_to_rgb8(msg)
+        elif msg.encoding == 'mono8':
             return image_to_numpy(msg)
-        image, channel_order = image_to_rgb8(msg)
+        else:
+            image, channel_order = image_to_rgb8(msg)
     except ImageConversionError as err:
-        raise BagError(f'cannot decode {msg.encoding} image of the bag: {err}') from None
+        kind = f'compressed ({msg.format})' if compressed else msg.encoding
+        raise BagError(f'cannot decode {kind} image of the bag: {err}') from None
     return np.ascontiguousarray(image[:, :, ::-1]) if channel_order == 'bgr' else image
 
 
@@ -310,9 +343,11 @@ def iter_labeled_frames(reader: AnyReader, *, image_topic: str,
                         label_topic: str | None = None) -> Iterator[LabeledFrame]:
     """Yield camera frames with their ground truth, matched by header stamp, in log-time order.
 
-    A frame is yielded as soon as both its image and its label have been read, so memory holds
-    only the few messages whose partner is still ahead in the bag. A frame without a partner is
-    not yielded; callers compare the frames received with the topic message counts.
+    The camera topic holds sensor_msgs/Image or CompressedImage (JPEG, PNG); the ground truth
+    sensor_msgs/Image mono8. A frame is yielded as soon as both its image and its label have
+    been read, so memory holds only the few messages whose partner is still ahead in the bag. A
+    frame without a partner is not yielded; callers compare the frames received with the topic
+    message counts.
 
     Raises:
         BagError: a topic is missing, or a label differs in size from its image.
@@ -320,9 +355,10 @@ def iter_labeled_frames(reader: AnyReader, *, image_topic: str,
     topics = [image_topic] + ([label_topic] if label_topic else [])
     connections = connections_for(reader, topics)
     for connection in connections:
-        if connection.msgtype != IMAGE_TYPE:
+        expected = CAMERA_TYPES if connection.topic == image_topic else (IMAGE_TYPE,)
+        if connection.msgtype not in expected:
             raise BagError(f"topic '{connection.topic}' has type {connection.msgtype}, "
-                           f'expected {IMAGE_TYPE}')
+                           f"expected {' or '.join(expected)}")
     images: dict[int, tuple[str, np.ndarray]] = {}
     labels: dict[int, np.ndarray] = {}
     for connection, _, raw in iter_messages(reader, connections):

@@ -59,6 +59,11 @@ def _add_make(subparsers) -> None:
     parser.add_argument('--delay-ms', type=float, default=_DEFAULTS.transport_delay_ms,
                         help='log time minus header stamp')
     parser.add_argument('--seed', type=int, default=_DEFAULTS.seed, help='seed of the jitter')
+    parser.add_argument('--compressed', choices=('jpeg', 'png'),
+                        help='write the frames as sensor_msgs/CompressedImage on '
+                             '<image topic>/compressed (png is lossless)')
+    parser.add_argument('--jpeg-quality', type=int, default=_DEFAULTS.jpeg_quality,
+                        help='JPEG quality 1..100 with --compressed jpeg')
 
 
 def _add_replay(subparsers) -> None:
@@ -222,14 +227,15 @@ def _run_make(args: argparse.Namespace) -> None:
         class_table_topic=args.class_table_topic, frame_id=args.frame_id, rate_hz=args.rate,
         start_time_ns=None if args.start_time is None else int(round(args.start_time * 1e9)),
         stamp_jitter_ms=args.jitter_ms, transport_delay_ms=args.delay_ms, storage=args.storage,
-        seed=args.seed)
+        seed=args.seed, compression=args.compressed, jpeg_quality=args.jpeg_quality)
     result = make_bag(frames, args.output, config=config, limit=args.limit, progress=True)
     width, height = result.image_size
     labels = (f'with ground truth ({result.class_table.name}, '
               f'{result.class_table.num_classes} classes)' if result.has_labels
               else 'without ground truth')
-    print(f'made {result.num_frames} frames of {width}x{height} rgb8 from the {frames.layout} '
-          f'layout, {labels}, at {args.rate:g} Hz')
+    print(f'made {result.num_frames} frames of {width}x{height} {result.compression or "rgb8"} '
+          f'on {result.camera_topic} from the {frames.layout} layout, {labels}, at '
+          f'{args.rate:g} Hz')
     print(format_summary(summarize_bag(result.path)))
 
 

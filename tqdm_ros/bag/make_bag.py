@@ -1,7 +1,9 @@
 """Build a rosbag2 bag from an image folder and an optional ground-truth label folder.
 
-The bag looks like a camera recording: ``sensor_msgs/Image`` rgb8 frames at a steady rate with
-the small stamp jitter of a real driver, each logged a few milliseconds after its header stamp as
+The bag looks like a camera recording: ``sensor_msgs/Image`` rgb8 frames (or, with
+``compression``, ``sensor_msgs/CompressedImage`` JPEG or PNG frames on ``<image_topic>/compressed``
+as image_transport's compressed plugin records them) at a steady rate with the small stamp jitter
+of a real driver, each logged a few milliseconds after its header stamp as
 ``ros2 bag record`` would; a ``mono8`` ground-truth topic with the same stamps and frame_id; and
 the class table of the ground truth as JSON on a latched ``std_msgs/String`` topic.
 
@@ -23,9 +25,12 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 from tqdm_core.classes import CAMVID_11, CITYSCAPES_19, ClassTable, get_class_table, IGNORE_INDEX
 
-from tqdm_ros.bag.bag_reader import IMAGE_TYPE, staged_bag_path, STRING_TYPE, typestore_for
+from tqdm_ros.bag.bag_reader import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, staged_bag_path
+from tqdm_ros.bag.bag_reader import STRING_TYPE, typestore_for
+from tqdm_ros.camera_topics import COMPRESSED_SUFFIX
 from tqdm_ros.class_table_json import (
     class_table_from_json, class_table_to_json, ClassTableFormatError)
+from tqdm_ros.compressed_image import CODECS, compress_rgb8
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff')
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
@@ -83,8 +88,10 @@ class MakeBagConfig:
     """Topics, timing and storage of a made bag.
 
     Attributes:
-        image_topic: camera topic (sensor_msgs/Image rgb8).
-        label_topic: ground-truth topic (sensor_msgs/Image mono8, same header as the image).
+        image_topic: camera topic (sensor_msgs/Image rgb8); compressed frames go to
+            ``<image_topic>/compressed``.
+        label_topic: ground-truth topic (sensor_msgs/Image mono8, same header as the image;
+            never compressed, so the ground truth stays exact).
         class_table_topic: latched std_msgs/String with the JSON class table of the labels.
         frame_id: header.frame_id of images and labels.
         rate_hz: camera frame rate.
@@ -95,6 +102,9 @@ class MakeBagConfig:
             capture.
         storage: ``sqlite3`` or ``mcap``.
         seed: seed of the jitter, so the same inputs give the same bag.
+        compression: None for raw frames, or ``jpeg`` / ``png`` for sensor_msgs/CompressedImage
+            frames (PNG is lossless: the same pixels as raw).
+        jpeg_quality: JPEG quality 1..100 (image_transport's default, 95).
     """
 
     image_topic: str = '/camera/image_raw'
@@ -107,6 +117,13 @@ class MakeBagConfig:
     transport_delay_ms: float = 3.0
     storage: str = 'sqlite3'
     seed: int = 0
+    compression: str | None = None
+    jpeg_quality: int = 95
+
+    @property
+    def camera_topic(self) -> str:
+        """The topic the camera frames are written to."""
+        return self.image_topic + (COMPRESSED_SUFFIX if self.compression else '')
 
     def __post_init__(self) -> None:
         if not self.rate_hz > 0:
@@ -116,6 +133,11 @@ class MakeBagConfig:
                              f'{self.stamp_jitter_ms} and {self.transport_delay_ms}')
         if self.storage not in STORAGES:
             raise ValueError(f"storage must be one of {sorted(STORAGES)}, got '{self.storage}'")
+        if self.compression is not None and self.compression not in CODECS:
+            raise ValueError(f'compression must be one of {CODECS} or None, got '
+                             f"'{self.compression}'")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f'jpeg_quality must be in [1, 100], got {self.jpeg_quality}')
 
 
 @dataclass(frozen=True)
@@ -130,6 +152,8 @@ class MakeBagResult:
     first_stamp_ns: int
     last_stamp_ns: int
     storage: str
+    camera_topic: str
+    compression: str | None
 
 
 def _images_in(folder: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -293,18 +317,32 @@ def _stamps(num_frames: int, config: MakeBagConfig) -> np.ndarray:
     return start + np.round(np.arange(num_frames) * period_ns + jitter).astype(np.int64)
 
 
-def image_message(store, *, array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str):
-    """Build a rosbags ``sensor_msgs/Image`` of an (H, W) or (H, W, C) uint8 array, unpadded."""
+def _header(store, stamp_ns: int, frame_id: str):
+    """A rosbags ``std_msgs/Header`` with a stamp in ns since the epoch."""
     types = store.types
-    height, width = array.shape[:2]
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    header = types['std_msgs/msg/Header'](
+    return types['std_msgs/msg/Header'](
         stamp=types['builtin_interfaces/msg/Time'](sec=stamp_ns // 1_000_000_000,
                                                    nanosec=stamp_ns % 1_000_000_000),
         frame_id=frame_id)
-    return types[IMAGE_TYPE](header=header, height=height, width=width, encoding=encoding,
-                             is_bigendian=0, step=width * channels,
-                             data=np.ascontiguousarray(array).reshape(-1))
+
+
+def image_message(store, *, array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str):
+    """Build a rosbags ``sensor_msgs/Image`` of an (H, W) or (H, W, C) uint8 array, unpadded."""
+    height, width = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    return store.types[IMAGE_TYPE](
+        header=_header(store, stamp_ns, frame_id), height=height, width=width,
+        encoding=encoding, is_bigendian=0, step=width * channels,
+        data=np.ascontiguousarray(array).reshape(-1))
+
+
+def compressed_image_message(store, *, image: np.ndarray, codec: str, jpeg_quality: int,
+                             stamp_ns: int, frame_id: str):
+    """Build a rosbags ``sensor_msgs/CompressedImage`` of an (H, W, 3) uint8 RGB frame."""
+    data, image_format = compress_rgb8(image, codec, jpeg_quality=jpeg_quality)
+    return store.types[COMPRESSED_IMAGE_TYPE](
+        header=_header(store, stamp_ns, frame_id), format=image_format,
+        data=np.frombuffer(data, dtype=np.uint8))
 
 
 def _write_frames(writer: Writer, store, *, frames: FrameSource, pairs: tuple[FramePair, ...],
@@ -312,7 +350,8 @@ def _write_frames(writer: Writer, store, *, frames: FrameSource, pairs: tuple[Fr
     """Write the topics of the frames into an open writer; return (width, height) of frame 0."""
     delay_ns = int(round(config.transport_delay_ms * 1e6))
     has_labels = pairs[0].label_path is not None
-    image_conn = writer.add_connection(config.image_topic, IMAGE_TYPE, typestore=store,
+    camera_type = COMPRESSED_IMAGE_TYPE if config.compression else IMAGE_TYPE
+    image_conn = writer.add_connection(config.camera_topic, camera_type, typestore=store,
                                        offered_qos_profiles=[CAMERA_QOS])
     if has_labels:
         label_conn = writer.add_connection(config.label_topic, IMAGE_TYPE, typestore=store,
@@ -327,9 +366,14 @@ def _write_frames(writer: Writer, store, *, frames: FrameSource, pairs: tuple[Fr
         image = read_rgb(pair.image_path)
         if image_size == (0, 0):
             image_size = (image.shape[1], image.shape[0])
-        msg = image_message(store, array=image, encoding='rgb8', stamp_ns=stamp,
-                            frame_id=config.frame_id)
-        writer.write(image_conn, stamp + delay_ns, store.serialize_cdr(msg, IMAGE_TYPE))
+        if config.compression:
+            msg = compressed_image_message(
+                store, image=image, codec=config.compression, jpeg_quality=config.jpeg_quality,
+                stamp_ns=stamp, frame_id=config.frame_id)
+        else:
+            msg = image_message(store, array=image, encoding='rgb8', stamp_ns=stamp,
+                                frame_id=config.frame_id)
+        writer.write(image_conn, stamp + delay_ns, store.serialize_cdr(msg, camera_type))
         if has_labels:
             label = read_label(pair.label_path, lut=frames.label_lut,
                                class_table=frames.class_table, image_shape=image.shape)
@@ -378,7 +422,8 @@ def make_bag(frames: FrameSource, output: str | pathlib.Path, *,
                          has_labels=pairs[0].label_path is not None,
                          class_table=frames.class_table, image_size=image_size,
                          first_stamp_ns=stamps[0], last_stamp_ns=stamps[-1],
-                         storage=config.storage)
+                         storage=config.storage, camera_topic=config.camera_topic,
+                         compression=config.compression)
 
 
 def class_table_by_name_or_file(spec: str) -> ClassTable:

@@ -15,8 +15,8 @@ def test_make_then_info(tmp_path, capsys):
     assert main(['make', str(root), '-o', str(bag), '--rate', '5', '--storage', 'mcap',
                  '--frame-id', 'front', '--start-time', '1700000000']) == 0
     made = capsys.readouterr().out
-    assert ('made 3 frames of 96x72 rgb8 from the camvid layout, with ground truth (camvid11'
-            in made)
+    assert ('made 3 frames of 96x72 rgb8 on /camera/image_raw from the camvid layout, with '
+            'ground truth (camvid11' in made)
     assert main(['info', str(bag)]) == 0
     info = capsys.readouterr().out
     assert 'storage   mcap' in info
