@@ -23,7 +23,7 @@ from tqdm_core.evaluation.scoring import FrameScorer, LabeledImage, PREDICTOR_LA
 from tqdm_core.evaluation.scoring import predicted_frames, score_frames
 
 from tqdm_ros.bag.bag_reader import BagError, connections_for, iter_labeled_frames, open_bag
-from tqdm_ros.bag.bag_reader import read_class_table
+from tqdm_ros.bag.bag_reader import read_class_table, resolve_camera_topic
 from tqdm_ros.bag.make_bag import MakeBagConfig
 
 if TYPE_CHECKING:
@@ -37,7 +37,8 @@ class EvaluationConfig:
     """What to read from the bag and what to keep for the report.
 
     Attributes:
-        image_topic: camera topic (sensor_msgs/Image).
+        image_topic: camera topic: sensor_msgs/Image there, or sensor_msgs/CompressedImage on
+            ``<image_topic>/compressed`` when the bag holds that instead.
         label_topic: ground-truth topic (mono8 class ids, same stamps as the camera).
         class_table_topic: JSON class table of the ground truth (std_msgs/String).
         ground_truth_classes: class table of the ground truth for bags without a class-table
@@ -128,10 +129,11 @@ def _read_bag(bag: pathlib.Path, config: EvaluationConfig) -> tuple[ClassTable, 
     """
     with open_bag(bag) as reader:
         table = ground_truth_classes(reader, config)
-        connections = connections_for(reader, [config.image_topic, config.label_topic])
+        image_topic = resolve_camera_topic(reader, config.image_topic)
+        connections = connections_for(reader, [image_topic, config.label_topic])
     count = sum(c.msgcount for c in connections if c.topic == config.label_topic)
     count = count if config.limit is None else min(count, config.limit)
-    return table, count, BagFrames(path=bag, image_topic=config.image_topic,
+    return table, count, BagFrames(path=bag, image_topic=image_topic,
                                    label_topic=config.label_topic, limit=config.limit)
 
 

@@ -26,7 +26,7 @@ from tqdm_core.classes import ClassTable
 from tqdm_core.evaluation.scoring import DroppedFrame, ScoredFrame
 
 from tqdm_ros.bag.bag_reader import BagError, connections_for, iter_messages, open_bag
-from tqdm_ros.bag.bag_reader import stamp_to_ns
+from tqdm_ros.bag.bag_reader import message_class, stamp_to_ns
 from tqdm_ros.bag.evaluate import BagFrames, labeled_frames
 from tqdm_ros.class_table_json import class_table_from_json, ClassTableFormatError
 
@@ -247,14 +247,15 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
 
     from tqdm_ros.bag.record import RecordConfig, Recorder, subscription_qos
     from tqdm_ros.bag.replay import BagPlayer, ReplayConfig
+    from tqdm_ros.camera_topics import camera_output_namespace
     from tqdm_ros.class_table_publisher import LATCHED_QOS
-    from tqdm_ros.segmentation_node import camera_output_namespace
 
     camera_topic = live.camera_topic or frames.image_topic
     namespace = (live.output_namespace
                  or camera_output_namespace(camera_topic, 'segmentation')).rstrip('/')
     labels_topic, confidence_topic = f'{namespace}/labels', f'{namespace}/confidence'
-    warmup_stamp, warmup_raw, period_s = _first_frame(frames.path, frames.image_topic)
+    warmup_stamp, warmup_raw, period_s, camera_type = _first_frame(frames.path,
+                                                                   frames.image_topic)
     outputs = _NodeOutputs()
     node = rclpy.create_node('tqdm_bag_evaluator', context=context)
     executor = SingleThreadedExecutor(context=context)
@@ -272,7 +273,7 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
             offered = [i.qos_profile for i in node.get_publishers_info_by_topic(topic)]
             node.create_subscription(Image, topic, callback,
                                      subscription_qos(offered, depth=100))
-        node.create_subscription(Image, camera_topic, outputs.on_camera,
+        node.create_subscription(camera_type, camera_topic, outputs.on_camera,
                                  QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
                                  raw=True)
         if not outputs.wait(lambda: outputs.class_table_json is not None,
@@ -280,7 +281,8 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
             raise TimeoutError(f'no class table on {namespace}/class_table within '
                                f'{live.discovery_timeout_s:g} s; is the node configured?')
         model_classes = node_class_table(outputs.class_table_json)
-        warmup_s = _warm_up(node, outputs, camera_topic, warmup_stamp, warmup_raw, live)
+        warmup_s = _warm_up(node, outputs, camera_topic, camera_type, warmup_stamp, warmup_raw,
+                            live)
         rate = live.rate or min(1.0, period_s / (live.warmup_margin * warmup_s))
         outputs.clear()
         player = BagPlayer(frames.path, context=context, config=ReplayConfig(
@@ -321,8 +323,9 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
             raise thread.error
 
 
-def _first_frame(bag: pathlib.Path, image_topic: str) -> tuple[int, bytes, float]:
-    """(header stamp, raw bytes) of the first camera frame, and the median frame period in s."""
+def _first_frame(bag: pathlib.Path, image_topic: str) -> tuple[int, bytes, float, type]:
+    """(header stamp, raw bytes) of the first camera frame, the median frame period in s, and
+    the rclpy class of the camera messages (Image or CompressedImage)."""
     with open_bag(bag) as reader:
         connections = connections_for(reader, [image_topic])
         first, log_times = None, []
@@ -330,9 +333,9 @@ def _first_frame(bag: pathlib.Path, image_topic: str) -> tuple[int, bytes, float
             log_times.append(timestamp)
             if first is None:
                 first = (stamp_to_ns(reader.deserialize(raw, connection.msgtype).header.stamp),
-                         bytes(raw))
+                         bytes(raw), message_class(connection.msgtype))
     period_s = float(np.median(np.diff(log_times))) * 1e-9 if len(log_times) > 1 else 1.0
-    return first[0], first[1], period_s
+    return first[0], first[1], period_s, first[2]
 
 
 def _wait_for_publishers(node, topics: list[str], timeout_s: float) -> None:
@@ -360,8 +363,8 @@ def _wait_for_recorder(recorder, thread: _Thread, count: int, timeout_s: float) 
         time.sleep(0.05)
 
 
-def _warm_up(node, outputs: _NodeOutputs, camera_topic: str, stamp: int, raw: bytes,
-             live: LiveConfig) -> float:
+def _warm_up(node, outputs: _NodeOutputs, camera_topic: str, camera_type: type, stamp: int,
+             raw: bytes, live: LiveConfig) -> float:
     """Send one frame to the node once it subscribes; return the seconds until its labels came.
 
     Sent once, never repeated: a repeat could be segmented again and answer during the replay.
@@ -370,10 +373,9 @@ def _warm_up(node, outputs: _NodeOutputs, camera_topic: str, stamp: int, raw: by
         TimeoutError: nothing subscribes to ``camera_topic``, or no answer came.
     """
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
 
     publisher = node.create_publisher(
-        Image, camera_topic, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        camera_type, camera_topic, QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
     try:
         deadline = time.monotonic() + live.discovery_timeout_s
         while publisher.get_subscription_count() == 0:
