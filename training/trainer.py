@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 import tqdm_core
 from tqdm_core import Predictor, TqdmConfig, save_checkpoint
+from tqdm_core.builder import unrecorded_activation
 from tqdm_core.checkpoint import atomic_torch_save, read_checkpoint_file
 from tqdm_core.data import (LightingAugmentation, RareClassSamplingDataset, SegmentationDataset, TrainTransform,
                             build_dataset)
@@ -418,7 +419,10 @@ class Trainer:
         if payload["schedule"] != self.schedule.state_dict():
             raise ValueError(f"cannot resume '{path}': its schedule {payload['schedule']} differs from the config's "
                              f"{self.schedule.state_dict()}")
-        if payload["preset"] != self.model.preset or payload["model_config"] != self.model.config.to_dict():
+        stored_config = dict(payload["model_config"])
+        if stored_config.get("quick_gelu") is None:  # saved before the towers' activation was recorded
+            stored_config["quick_gelu"] = unrecorded_activation(payload["preset"])
+        if payload["preset"] != self.model.preset or stored_config != self.model.config.to_dict():
             raise ValueError(f"cannot resume '{path}': it holds a '{payload['preset']}' model with another config; "
                              f"resume with the config the run started with ({self.output_dir / 'config.yaml'})")
         self.model.load_state_dict(payload["model"], strict=True)

@@ -68,3 +68,15 @@ def test_resume_with_another_batch_size_is_refused(camvid_two_frames, tmp_path):
     with pytest.raises(ValueError, match="batch_size 2 \\(checkpoint\\) vs 1 \\(now\\)"):
         Trainer(small_config(camvid_two_frames, tmp_path / "run", *RANDOM_RECIPE, "batch_size=1"), resume="auto",
                 progress=False)
+
+
+def test_resume_of_a_checkpoint_saved_before_the_activation_was_recorded(camvid_two_frames, tmp_path):
+    """Checkpoints written before TqdmConfig.quick_gelu existed have no such key: they resume as their preset's."""
+    uninterrupted = run(small_config(camvid_two_frames, tmp_path / "a", *RANDOM_RECIPE))
+    run(small_config(camvid_two_frames, tmp_path / "b", *RANDOM_RECIPE), stop_at=2)
+    [checkpoint] = list_checkpoints(tmp_path / "b")
+    payload = torch.load(checkpoint, weights_only=True)
+    del payload["model_config"]["quick_gelu"]
+    torch.save(payload, checkpoint)
+    resumed = run(small_config(camvid_two_frames, tmp_path / "b", *RANDOM_RECIPE), resume="auto")
+    assert_same_weights(uninterrupted, resumed)
