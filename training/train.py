@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(config, resume=args.resume, progress=not args.no_progress)
         try:
             if trainer.context.is_main:
-                print(f"training {config.model} on {config.train_dataset.name}:{config.train_dataset.split} "
+                print(f"training {config.preset} on {config.train_dataset.name}:{config.train_dataset.split} "
                       f"({len(trainer.stream.dataset)} images), {config.schedule.iterations} iterations of "
                       f"{config.batch_size} x {config.accumulation_steps} x {trainer.context.world_size} images, "
                       f"{config.precision} on {trainer.device}; run folder {config.output_dir}", flush=True)

@@ -7,6 +7,7 @@ Unknown keys and values of the wrong type are errors, so a typo never silently f
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,7 +17,10 @@ from typing import Any
 import yaml
 
 from tqdm_core.config import deep_update, plain_data
+from tqdm_core.inference.options import RANGES
 from tqdm_core.losses import LossConfig
+
+logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -105,7 +109,7 @@ class ValidationConfig:
 class TrainConfig:
     """A whole training run."""
 
-    model: str = "tqdm-clip-vit-b16"  # tqdm_core preset
+    preset: str = "tqdm-clip-vit-b16"  # tqdm_core preset ("model" in older configs: a deprecated alias)
     model_overrides: dict[str, Any] = field(default_factory=dict)  # nested TqdmConfig fields, e.g. {class_table: x}
     pretrained: str | None = "default"  # CLIP weights: "default" (the preset's tag), a tag, a file, None = random
     train_dataset: DatasetConfig = field(default_factory=lambda: DatasetConfig(name="gta5", root="data/gta5",
@@ -154,8 +158,9 @@ class TrainConfig:
             problems.append(f"schedule.warmup_iterations must be >= 0, got {self.schedule.warmup_iterations}")
         if self.validation.mode not in ("whole", "slide"):
             problems.append(f"validation.mode must be 'whole' or 'slide', got '{self.validation.mode}'")
-        if not 0.05 <= self.validation.scale <= 8.0:
-            problems.append(f"validation.scale must be in [0.05, 8], got {self.validation.scale}")
+        low, high = RANGES["scale"]
+        if not low <= self.validation.scale <= high:
+            problems.append(f"validation.scale must be in [{low:g}, {high:g}], got {self.validation.scale}")
         if self.validation.interval < 1:
             problems.append(f"validation.interval must be >= 1, got {self.validation.interval}")
         if self.keep_checkpoints < 0:
@@ -179,15 +184,33 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         loaded = yaml.safe_load(path.read_text())
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"config file '{path}' must hold a mapping of fields, found {type(loaded).__name__}")
-        data = loaded or {}
+        data = _renamed_fields(loaded or {}, f"config file '{path}'")
     for override in overrides:
         key, separator, value = override.partition("=")
         if not separator or not key:
             raise ValueError(f"override '{override}' must look like key.path=value (e.g. schedule.iterations=100)")
-        _set_path(data, key.split("."), yaml.safe_load(value))
+        _set_path(data, _renamed_fields({key: None}, f"override '{override}'").popitem()[0].split("."),
+                  yaml.safe_load(value))
     config = TrainConfig.from_dict(deep_update(TrainConfig().to_dict(), data))
     config.check()
     return hold_out(config) if config.hold_out_sequence else config
+
+
+DEPRECATED_FIELDS = {"model": "preset"}  # old top-level name -> current name
+
+
+def _renamed_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Top-level fields under their current names; a deprecated name is accepted with a warning."""
+    renamed = dict(data)
+    for old, new in DEPRECATED_FIELDS.items():
+        if old not in renamed:
+            continue
+        if new in renamed and renamed[new] != renamed[old]:
+            raise ValueError(f"{where} sets both '{new}' ({renamed[new]!r}) and its deprecated name '{old}' "
+                             f"({renamed[old]!r}); keep only '{new}'")
+        logger.warning("%s: field '%s' is deprecated, use '%s'", where, old, new)
+        renamed[new] = renamed.pop(old)
+    return renamed
 
 
 def hold_out(config: TrainConfig) -> TrainConfig:

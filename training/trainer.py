@@ -43,7 +43,8 @@ from tqdm import tqdm
 import tqdm_core
 from tqdm_core import Predictor, TqdmConfig, save_checkpoint
 from tqdm_core.builder import unrecorded_activation
-from tqdm_core.checkpoint import atomic_torch_save, read_checkpoint_file
+from tqdm_core.checkpoint import INFERENCE_SCALE, atomic_torch_save, read_checkpoint_file
+from tqdm_core.inference import InferenceOptions
 from tqdm_core.data import (LightingAugmentation, RareClassSamplingDataset, SegmentationDataset, TrainTransform,
                             build_dataset)
 from tqdm_core.evaluation import SemSegEvaluator
@@ -111,9 +112,8 @@ def init_distributed(device: str) -> DistributedContext:
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
 
 
-def build_training_stream(config: TrainConfig, *, cache_path: Path) -> Dataset:
+def build_training_stream(config: TrainConfig, dataset: SegmentationDataset, *, cache_path: Path) -> Dataset:
     """The training samples by global number: rare-class sampling or shuffled epochs over the source dataset."""
-    dataset = _build_dataset(config.train_dataset)
     aug = config.augmentation
     transform = TrainTransform(crop_size=aug.crop_size, scale_range=aug.scale_range, cat_max_ratio=aug.cat_max_ratio,
                                flip_prob=aug.flip_prob, photometric=aug.photometric,
@@ -256,7 +256,7 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-        self.model = tqdm_core.create_model(config.model, pretrained=config.pretrained, seed=config.seed,
+        self.model = tqdm_core.create_model(config.preset, pretrained=config.pretrained, seed=config.seed,
                                             overrides=config.model_overrides or None).to(self.device)
         self.criterion = TqdmLoss.from_config(config.loss)
         # The frozen teacher of the vision regularizer: the initial visual encoder, in eval mode (METHOD.md 11.7).
@@ -278,18 +278,20 @@ class Trainer:
         rng_state = self._load_checkpoint(*resumed) if resumed is not None else None
 
         # The RCS statistics are computed once (main process) and read from the cache by the others.
-        cache_path = self.output_dir / RCS_CACHE
-        if self.context.is_main:
-            self.stream = build_training_stream(config, cache_path=cache_path)
-        self.context.barrier()
-        if not self.context.is_main:
-            self.stream = build_training_stream(config, cache_path=cache_path)
-        if self.stream.class_table.names != self.model.class_table.names:
+        # Checked before the RCS statistics are counted and cached, so a mismatch leaves no file behind.
+        train_dataset = _build_dataset(config.train_dataset)
+        if train_dataset.class_table.names != self.model.class_table.names:
             raise ValueError(
                 f"the model predicts {self.model.class_table.name} classes {list(self.model.class_table.names)} but "
-                f"the training labels are {self.stream.class_table.name} classes "
-                f"{list(self.stream.class_table.names)}; set model_overrides.class_table (e.g. camvid11) or the "
+                f"the training labels are {train_dataset.class_table.name} classes "
+                f"{list(train_dataset.class_table.names)}; set model_overrides.class_table (e.g. camvid11) or the "
                 f"dataset's classes option so that both agree")
+        cache_path = self.output_dir / RCS_CACHE
+        if self.context.is_main:
+            self.stream = build_training_stream(config, train_dataset, cache_path=cache_path)
+        self.context.barrier()
+        if not self.context.is_main:
+            self.stream = build_training_stream(config, train_dataset, cache_path=cache_path)
         self.validation_set = (_build_dataset(config.validation.dataset)
                                if config.validation.dataset is not None else None)
 
@@ -580,8 +582,9 @@ class Trainer:
             indices = np.linspace(0, len(dataset) - 1, spec.max_images).round().astype(int)
         evaluator = SemSegEvaluator.for_class_table(dataset.class_table, model_table=self.model.class_table)
         precision = self.config.precision
-        predictor = Predictor(self.model, device=str(self.device), precision=precision, mode=spec.mode,
-                              window=spec.window, stride=spec.stride, scale=spec.scale)
+        options = InferenceOptions(device=str(self.device), precision=precision, mode=spec.mode,
+                                   window=spec.window, stride=spec.stride, scale=spec.scale)
+        predictor = Predictor(self.model, **options.predictor_arguments(recommended_scale=None))
         shard = indices[self.context.rank::self.context.world_size]
         for index in tqdm(shard, desc=f"validate @{iteration}", unit="img", leave=False, disable=not self.progress):
             sample = dataset.load_sample(int(index))
@@ -642,7 +645,7 @@ class Trainer:
         if not self.context.is_main:
             return None
         metadata = {"train_config": self.config.to_dict(), "iterations": self.config.schedule.iterations,
-                    "validation": self.last_validation, "inference_scale": self.config.validation.scale}
+                    "validation": self.last_validation, INFERENCE_SCALE: self.config.validation.scale}
         return save_checkpoint(self.model, self.output_dir / FINAL_MODEL, metadata=metadata)
 
     def close(self) -> None:

@@ -29,7 +29,7 @@ def camvid_two_frames(tmp_path: Path) -> Path:
 def small_config(camvid_root: Path, output_dir: Path, *overrides: str) -> TrainConfig:
     """tqdm-tiny-rn on whole 128x96 CamVid frames: no random crop, flip, photometric change or sampling."""
     return load_config(None, [
-        "model=tqdm-tiny-rn", "pretrained=null", "model_overrides={class_table: camvid11}",
+        "preset=tqdm-tiny-rn", "pretrained=null", "model_overrides={class_table: camvid11}",
         f"train_dataset={{name: camvid, root: '{camvid_root}', split: train}}",
         "augmentation.crop_size=[96, 128]", f"augmentation.scale_range=[{SCALE}, {SCALE}]",
         "augmentation.cat_max_ratio=1.0", "augmentation.flip_prob=0.0", "augmentation.photometric=false",

@@ -268,3 +268,12 @@ def test_the_lock_ends_with_its_process_not_with_forked_workers(tmp_path):
         RunLock(tmp_path / "run").release()
     finally:
         os.kill(worker, signal.SIGKILL)
+
+
+def test_class_table_mismatch_is_refused_before_anything_is_written(camvid_two_frames, tmp_path):
+    """The model predicts Cityscapes-19, the labels are CamVid-11: refused before the RCS statistics are cached."""
+    config = small_config(camvid_two_frames, tmp_path / "run", "model_overrides={}",
+                          "rare_class_sampling.enabled=true")
+    with pytest.raises(ValueError, match="the model predicts cityscapes19 classes"):
+        Trainer(config, progress=False)
+    assert not (tmp_path / "run" / "rcs_class_pixels.json").exists()

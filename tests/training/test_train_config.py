@@ -12,7 +12,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 
 def test_defaults_are_the_official_gta5_clip_recipe():
     config = TrainConfig()
-    assert (config.model, config.schedule.iterations, config.batch_size, config.augmentation.crop_size) == (
+    assert (config.preset, config.schedule.iterations, config.batch_size, config.augmentation.crop_size) == (
         "tqdm-clip-vit-b16", 20000, 8, (512, 512))
     assert (config.optimizer.lr, config.optimizer.weight_decay, config.schedule.warmup_iterations,
             config.seed) == (1e-5, 1e-4, 1500, 2023)
@@ -28,7 +28,7 @@ def test_every_shipped_config_loads(path):
 
 def test_cityscapes_source_config_uses_the_real_to_real_recipe():
     config = load_config(CONFIGS / "tqdm_eva02-l14_city2bdd.yaml")
-    assert (config.model, config.optimizer.lr, config.optimizer.weight_decay) == ("tqdm-eva02-l14", 1e-4, 1e-5)
+    assert (config.preset, config.optimizer.lr, config.optimizer.weight_decay) == ("tqdm-eva02-l14", 1e-4, 1e-5)
     assert config.optimizer.no_decay_keys == ("level_embed", "query_embed")
     assert config.schedule.iterations == 20000
 
@@ -65,3 +65,16 @@ def test_hold_out_sequence_splits_training_and_validation_by_recording():
     again = load_config(None, [f"{key}={value}" for key, value in (
         ("train_dataset", config.to_dict()["train_dataset"]), ("hold_out_sequence", "0001TP"))])
     assert again.train_dataset.options["exclude_sequences"] == ["0001TP"]
+
+
+def test_deprecated_model_field_is_the_preset(tmp_path, caplog):
+    old = tmp_path / "old.yaml"
+    old.write_text("model: tqdm-tiny-rn\n")
+    assert load_config(old).preset == "tqdm-tiny-rn"
+    assert "field 'model' is deprecated, use 'preset'" in caplog.text
+    assert load_config(None, ["model=tqdm-small-rn"]).preset == "tqdm-small-rn"
+    assert load_config(old, ["preset=tqdm-small-rn"]).preset == "tqdm-small-rn"  # the command line wins
+    both = tmp_path / "both.yaml"
+    both.write_text("model: tqdm-tiny-rn\npreset: tqdm-small-rn\n")
+    with pytest.raises(ValueError, match="sets both 'preset'"):
+        load_config(both)
