@@ -437,16 +437,17 @@ class SegmentationNode(LifecycleNode):
         if needs_configure and self._parameters_in_use:
             names = ', '.join(repr(name) for name in needs_configure)
             return SetParametersResult(successful=False, reason=(
-                f'{names} is read when the node is configured and the node is configured; '
+                f'{names} takes effect only at configure, and the node is configured: '
                 f'deactivate and clean it up first (ros2 lifecycle set '
                 f'{self.get_fully_qualified_name()} deactivate, then cleanup), set it, then '
-                f'configure and activate again. Applied at once: '
+                f'configure and activate again; applied at once: '
                 f'{", ".join(sorted(RUNTIME_PARAMETERS))}'))
         return SetParametersResult(successful=True)
 
     def _apply_runtime_parameters(self, parameters) -> None:
         """Apply the parameters of RUNTIME_PARAMETERS a configured node accepted."""
-        changes = {p.name: p.value for p in parameters if p.name in RUNTIME_PARAMETERS}
+        changes = {p.name: validate_value(SPECS_BY_NAME[p.name], p.value)
+                   for p in parameters if p.name in RUNTIME_PARAMETERS}
         if changes and self._parameters_in_use:
             self._params = replace(self._params, **changes)
 

@@ -136,7 +136,8 @@ def test_parameters_read_on_configure_are_refused_while_configured(ros_domain):
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         refused = set_parameter(node, 'max_rate_hz', 5.0)
         assert not refused.successful
-        assert "'max_rate_hz' is read when the node is configured" in refused.reason
+        assert "'max_rate_hz' takes effect only at configure, and the node is configured" in (
+            refused.reason)
         assert f'ros2 lifecycle set {node.get_fully_qualified_name()} deactivate' in (
             refused.reason)
         assert node.get_parameter('max_rate_hz').value == 0.0
