@@ -44,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split('\n')[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--checkpoint', help='tqdm checkpoint; default: a random-weight '
-                        'checkpoint of --model written to a temporary folder')
-    parser.add_argument('--model', default='tqdm-tiny-rn',
+                        'checkpoint of --preset written to a temporary folder')
+    parser.add_argument('--preset', default='tqdm-tiny-rn',
                         help='preset used when no checkpoint is given')
     parser.add_argument('--sizes', nargs='+', type=parse_size,
                         default=[(512, 1024), (1024, 2048)], metavar='WxH')
@@ -170,11 +170,11 @@ def main(argv=None) -> None:
 
     workdir = tempfile.TemporaryDirectory(prefix='tqdm_bench_')
     checkpoint = args.checkpoint or str(save_checkpoint(
-        create_model(args.model, pretrained=None, seed=0),
+        create_model(args.preset, pretrained=None, seed=0),
         pathlib.Path(workdir.name) / 'model.pt'))
     node_command = [
         sys.executable, '-m', 'tqdm_ros.segmentation_node', '--ros-args',
-        '-p', f'checkpoint:={checkpoint}', '-p', "model:=''", '-p', f'device:={args.device}',
+        '-p', f'checkpoint:={checkpoint}', '-p', f'device:={args.device}',
         '-p', f'precision:={args.precision}', '-p', "input_topics:=['camera/image']",
         '-p', 'input_qos:=reliable', '-p', 'diagnostics_period_s:=0.2', '-r',
         f'__ns:={NAMESPACE}']
