@@ -18,6 +18,12 @@ What is measured (issue 8):
   this run (sizes grow until one product takes over a second). "% peak" = achieved GFLOP/s / that peak of the
   configuration's precision (fp32 peak for ONNX Runtime).
 - Peak RSS: every configuration runs in its own subprocess; its `ru_maxrss` (model, activations, runtime).
+- With --profile, one more call per configuration runs under torch.profiler and its wall time is broken down by
+  operator class (matmul, attention, conv, deformable sampling, norm, copies, resize / pool, element-wise,
+  Python / dispatch; see training/op_profile.py), with the share outside matmul/attention/conv kernels.
+- The machine: CPU model, the flags that decide matmul speed (AVX2, AVX-512, AVX512-BF16, AMX, ...), PyTorch's
+  dispatch level and the load average before every configuration are recorded, since other processes may share
+  the CPU.
 
 Results print as a markdown table (for the README) and are saved as JSON (--output).
 """
@@ -29,7 +35,6 @@ import functools
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -41,6 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+from training import op_profile
 
 PRESETS = ("tqdm-tiny-rn", "tqdm-tiny-vit", "tqdm-clip-rn50", "tqdm-clip-vit-b16", "tqdm-eva02-l14")
 SMALL_PRESETS = ("tqdm-tiny-rn", "tqdm-tiny-vit")
@@ -66,6 +73,7 @@ class BenchConfig:
     warmup: int
     budget_s: float  # stop timing after this many seconds (at least one timed call)
     scale: float = 1.0  # the Predictor's input scale (the default model recommends 0.5)
+    profile: bool = False  # also break one call down by operator class (training.op_profile)
 
     @property
     def mode(self) -> str:
@@ -94,7 +102,7 @@ def count_flops(model: torch.nn.Module, shapes: list[tuple[int, int, int, int]])
     """FLOPs of the eager network (segmenter + semantic inference) on zero images of the given shapes."""
     from tqdm_core.inference.export import InferenceGraph
 
-    graph = InferenceGraph(model=model)
+    graph = InferenceGraph(model=model)  # the plain ops: fused kernels are not FLOP-counted
     mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_flash_attention_flops}
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with torch.no_grad(), counter:
@@ -129,8 +137,11 @@ def run_config(config: BenchConfig) -> dict:
         start = time.perf_counter()
         predictor.predict(image)
         latencies.append(time.perf_counter() - start)
-    return {"flops": flops, "latencies_s": latencies, "warmup_s": warmup_s,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    result = {"flops": flops, "latencies_s": latencies, "warmup_s": warmup_s,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if config.profile:
+        result["profile"] = op_profile.profile_call(lambda: predictor.predict(image))
+    return result
 
 
 def run_in_subprocess(config: BenchConfig, timeout_s: float) -> dict:
@@ -205,7 +216,8 @@ def markdown_table(rows: list[dict], table: str) -> str:
 
 
 def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
-    common = dict(threads=args.threads, repeats=args.repeats, warmup=args.warmup, budget_s=args.budget)
+    common = dict(threads=args.threads, repeats=args.repeats, warmup=args.warmup, budget_s=args.budget,
+                  profile=args.profile)
     configs = []
     for table, presets, sizes in (("latency", args.presets, args.sizes), ("fps", args.fps_presets, [args.fps_size])):
         for preset in presets:
@@ -281,6 +293,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=Path("bench_results.json"), help="JSON results file")
     parser.add_argument("--quick", action="store_true",
                         help="tiny presets only, 2 repeats, fp32 peak sweep up to 1024: checks the tooling")
+    parser.add_argument("--profile", action="store_true", help="also profile one call per configuration and print "
+                        "the time per operator class (matmul, attention, conv, deformable sampling, norm, copies, "
+                        "resize / pool, element-wise, Python / dispatch)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.fps_size = (args.fps_size[1], args.fps_size[0])  # WxH -> (H, W)
@@ -288,7 +303,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.fps_presets = []
     if args.quick:
         args.presets = [p for p in args.presets if p in SMALL_PRESETS] or list(SMALL_PRESETS)
-        args.fps_presets = [p for p in args.fps_presets if p in SMALL_PRESETS] or list(SMALL_PRESETS)
+        if not args.no_fps:
+            args.fps_presets = [p for p in args.fps_presets if p in SMALL_PRESETS] or list(SMALL_PRESETS)
         args.repeats = min(args.repeats, 2)
         args.budget = min(args.budget, 30.0)
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
@@ -299,11 +315,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def machine_info(threads: int) -> dict:
+    """CPU model, matmul-relevant flags, PyTorch's dispatch level, threads and load, for the results file."""
+    from tqdm_core.inference.precision import cpu_info
+
+    cpu = cpu_info()
+    return {"cpu": cpu.model, "cpu_flags": list(cpu.flags), "cpu_capability": cpu.capability,
+            "native_bf16": cpu.native_bf16, "threads": threads, "torch": torch.__version__,
+            "load_average": os.getloadavg()}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker:
         print(json.dumps(run_config(BenchConfig(**json.loads(args.worker)))), flush=True)
         return
+    load_at_start = os.getloadavg()
     torch.set_num_threads(args.threads)
     max_size = 1024 if args.quick else 4096
     print(f"measuring matmul peaks with {args.threads} threads ...", flush=True)
@@ -315,7 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     for index, config in enumerate(configs, 1):
         label = f"{config.preset} {config.height}x{config.width} {config.mode} {config.precision} {config.runtime}"
         print(f"[{index}/{len(configs)}] {label} ...", flush=True)
-        row = summarise(config, run_in_subprocess(config, args.timeout), peaks)
+        load = os.getloadavg()[0]  # other processes share the CPU: record how busy it was
+        row = summarise(config, run_in_subprocess(config, args.timeout), peaks) | {"load_average_before": load}
         rows.append(row)
         if "error" in row:
             print(f"    {row['error']}", flush=True)
@@ -323,17 +351,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"    median {row['median_s']:.3f} s, {row['gflops']:.1f} GFLOPs, {row['achieved_gflops_per_s']:.1f} "
                   f"GFLOP/s = {100 * row['peak_fraction']:.0f}% of the {config.precision} peak, "
                   f"peak RSS {row['peak_rss_mb']:.0f} MB", flush=True)
-    from tqdm_core.inference.predictor import cpu_has_native_bf16
-
-    machine = {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-               "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-               "native_bf16": cpu_has_native_bf16(), "load_average": os.getloadavg()}
+    machine = machine_info(args.threads) | {"load_average_start": load_at_start}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"machine": machine, "matmul_peaks": peaks, "results": rows}, indent=2))
     peak_line = ", ".join(f"{name} {p['gflops']:.1f} GFLOP/s" for name, p in peaks.items())
-    print(f"\nMatmul peaks ({args.threads} threads, torch.matmul): {peak_line}. CPU capability "
-          f"{machine['cpu_capability']}, native bf16: {machine['native_bf16']}, load average at the end "
-          f"{machine['load_average'][0]:.1f}.")
+    print(f"\nCPU: {machine['cpu']}, flags {' '.join(machine['cpu_flags']) or 'none of interest'}; PyTorch "
+          f"{machine['torch']} dispatches to {machine['cpu_capability']}, native bf16: {machine['native_bf16']}.")
+    print(f"Matmul peaks ({args.threads} threads, torch.matmul): {peak_line}. Load average at the start "
+          f"{machine['load_average_start'][0]:.1f}, at the end {machine['load_average'][0]:.1f}.")
     print("GFLOPs: 2 x multiply-accumulates of matmul, convolution and attention (FlopCounterMode); deformable "
           "sampling (embedding_bag / grid_sample), norms and element-wise ops are not counted.\n")
     print("### Latency (512x512 whole, 512x1024 sliding window 512/341, 3 windows batched)\n")
@@ -341,6 +366,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n### Frame rate ({args.fps_size[1]}x{args.fps_size[0]}, whole image; {DEFAULT_MODEL} at its recommended "
           f"input scale {preset_scale(DEFAULT_MODEL)})\n")
     print(markdown_table(rows, "fps"))
+    if args.profile:
+        print("\n### Time per operator class (% of one profiled call; training.op_profile)\n")
+        print(op_profile.markdown_table(rows))
     print(f"\nJSON written to {args.output}")
 
 

@@ -1,9 +1,12 @@
 """The Predictor's contract: numpy in, numpy out at the input resolution, modes, precision, errors."""
+import logging
+
 import numpy as np
 import pytest
 import torch
 
 from tqdm_core import IGNORE_INDEX, Predictor, create_model
+from tqdm_core.inference import precision as precision_module
 from tqdm_core.inference.sliding_window import window_starts
 
 
@@ -16,8 +19,9 @@ def random_image(height, width, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-def test_outputs_at_input_resolution(model):
-    predictor = Predictor(model)
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_outputs_at_input_resolution(model, precision):
+    predictor = Predictor(model, precision=precision)
     for height, width in [(37, 53), (64, 64), (90, 161)]:
         result = predictor.predict(random_image(height, width), return_probabilities=True)
         assert result.labels.shape == (height, width) and result.labels.dtype == np.uint8
@@ -31,8 +35,9 @@ def test_outputs_at_input_resolution(model):
 
 def test_slide_equals_whole_when_one_window_covers_the_image(model):
     image = random_image(128, 128, seed=1)
-    whole = Predictor(model, mode="whole").predict(image, return_probabilities=True)
-    slide = Predictor(model, mode="slide", window=128, stride=85).predict(image, return_probabilities=True)
+    whole = Predictor(model, precision="fp32", mode="whole").predict(image, return_probabilities=True)
+    slide = Predictor(model, precision="fp32", mode="slide", window=128, stride=85).predict(
+        image, return_probabilities=True)
     np.testing.assert_array_equal(whole.probabilities, slide.probabilities)
 
 
@@ -49,7 +54,7 @@ def test_window_placement_matches_the_paper():
 
 
 def test_batch_equals_single_and_bgr_equals_flipped_rgb(model):
-    predictor = Predictor(model)
+    predictor = Predictor(model, precision="fp32")
     images = [random_image(64, 96, seed=s) for s in range(3)] + [random_image(50, 70, seed=9)]
     batched = predictor.predict_batch(images, return_probabilities=True)
     for image, result in zip(images, batched):
@@ -61,20 +66,35 @@ def test_batch_equals_single_and_bgr_equals_flipped_rgb(model):
 
 def test_confidence_threshold_marks_unlabeled(model):
     image = random_image(64, 64, seed=3)
-    plain = Predictor(model).predict(image)
+    plain = Predictor(model, precision="fp32").predict(image)
     threshold = float(np.median(plain.confidence))
-    gated = Predictor(model, confidence_threshold=threshold).predict(image)
+    gated = Predictor(model, precision="fp32", confidence_threshold=threshold).predict(image)
     low = plain.confidence < threshold
     assert low.any() and (~low).any()
     assert (gated.labels[low] == IGNORE_INDEX).all()
     np.testing.assert_array_equal(gated.labels[~low], plain.labels[~low])
 
 
-def test_bf16_stays_close_to_fp32(model):
-    image = random_image(64, 64, seed=4)
-    fp32 = Predictor(model).predict(image, return_probabilities=True)
-    bf16 = Predictor(model, precision="bf16").predict(image, return_probabilities=True)
-    assert np.abs(fp32.probabilities - bf16.probabilities).max() < 0.02
+def test_bf16_runs_a_converted_copy_and_leaves_the_model_alone(model):
+    """CPU bf16 converts the weights once into a copy; the caller's model stays fp32 and keeps working."""
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    predictor = Predictor(model, precision="bf16")
+    assert predictor.precision == "bf16" and predictor.model is model
+    assert all(torch.equal(tensor, before[name]) for name, tensor in model.state_dict().items())
+    result = predictor.predict(random_image(64, 64, seed=4), return_probabilities=True)
+    assert result.probabilities.dtype == np.float32
+    np.testing.assert_allclose(result.probabilities.sum(0), 1.0, atol=1e-4)  # normalised in fp32
+
+
+@pytest.mark.parametrize("native_bf16,expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_follows_the_cpu_and_is_logged(model, monkeypatch, caplog, native_bf16, expected):
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: native_bf16)
+    with caplog.at_level(logging.INFO, logger="tqdm_core.inference.predictor"):
+        predictor = Predictor(model)  # "auto" is the default
+    assert predictor.precision == expected and predictor.requested_precision == "auto"
+    assert predictor.describe()["precision"] == expected
+    assert f"precision 'auto' -> {expected} on cpu" in caplog.text
+    assert Predictor(model, runtime="torch", precision="fp32").precision == "fp32"  # an explicit choice stays
 
 
 def test_scaled_inference_returns_input_resolution(model):

@@ -11,6 +11,7 @@ packages onnx, onnxscript (the dynamo-based exporter) and onnxruntime.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tqdm_core.modeling import fused_ops
 from tqdm_core.modeling.semantic_inference import semantic_scores
 
 logger = logging.getLogger(__name__)
@@ -34,12 +36,16 @@ class InferenceGraph(nn.Module):
     Shared by eager inference, `torch.compile` and the ONNX export, so all three run the same graph.
 
     Args (keyword-only):
-        model: a TqdmSegmentor in eval mode.
+        model: a TqdmSegmentor in eval mode, fp32 or bf16 (`bf16_network`); images are cast to its dtype.
+        fast_kernels: run the fused CPU kernels of `tqdm_core.modeling.fused_ops` (the Predictor's eager
+            network); off, the plain ops run (FLOP counting; compile and export never fuse this way).
     """
 
-    def __init__(self, *, model: nn.Module) -> None:
+    def __init__(self, *, model: nn.Module, fast_kernels: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.fast_kernels = fast_kernels
+        self.input_dtype = next(model.backbone.parameters()).dtype
         self.eval()
         with torch.no_grad():
             # Fill the text-embedding cache now, so that compiled and exported graphs see a constant instead of
@@ -54,7 +60,8 @@ class InferenceGraph(nn.Module):
         Returns:
             (B, K, H/4, W/4) semantic scores S, each in [0, K] (fp32).
         """
-        outputs = self.model(images)
+        with fused_ops.fast_kernels() if self.fast_kernels else contextlib.nullcontext():
+            outputs = self.model(images.to(self.input_dtype), auxiliary=False)
         # Scores in fp32 whatever the caller's autocast: they are averaged over windows and thresholded.
         with torch.autocast(device_type=images.device.type, enabled=False):
             return semantic_scores(outputs["pred_logits"], outputs["pred_masks"])

@@ -16,13 +16,15 @@ import torch.nn.functional as F
 
 from tqdm_core.classes import IGNORE_INDEX, ClassTable
 from tqdm_core.image_normalization import normalize_images
+from tqdm_core.inference.bf16_network import bf16_network
 from tqdm_core.inference.export import InferenceGraph, OnnxRuntimeRunner
+from tqdm_core.inference.precision import PRECISIONS  # noqa: F401 (re-exported: the precision choices)
+from tqdm_core.inference.precision import DTYPES, cpu_has_native_bf16, cpu_info, resolve_precision
 from tqdm_core.inference.sliding_window import window_starts
 from tqdm_core.modeling.semantic_inference import scores_to_probabilities
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MODES = ("whole", "slide")
 RUNTIMES = ("torch", "onnxruntime")
 MAX_SIDE = 8192  # larger inputs are almost surely a wrong shape or encoding
@@ -51,7 +53,10 @@ class Predictor:
     Args:
         model: a TqdmSegmentor (put in eval mode and moved to `device`).
         device: "cpu", "cuda" or "cuda:N".
-        precision: "fp32", "bf16" (CPU and GPU) or "fp16" (GPU only), applied through autocast.
+        precision: "auto" (bf16 on a CPU with native bf16, fp32 on other CPUs, bf16 or fp16 on CUDA; see
+            `tqdm_core.inference.precision`), "fp32", "bf16" or "fp16" (CUDA only). CPU bf16 runs a copy of the
+            network converted once (`bf16_network`: weights as they are at construction); CUDA uses autocast.
+            The resolved precision is `self.precision` and is logged.
         mode: "whole" (pad to the model's size divisor, one pass) or "slide" (windows, scores averaged).
         window, stride: sliding-window size and step in pixels (512 and 341 in the paper).
         scale: resize factor applied to the input before inference (e.g. 0.5 for speed); outputs are resized back.
@@ -64,16 +69,14 @@ class Predictor:
             shape and run by ONNX Runtime (tqdm_core.inference.export).
     """
 
-    def __init__(self, model: torch.nn.Module, *, device: str = "cpu", precision: str = "fp32", mode: str = "whole",
+    def __init__(self, model: torch.nn.Module, *, device: str = "cpu", precision: str = "auto", mode: str = "whole",
                  window: int = 512, stride: int = 341, scale: float = 1.0, confidence_threshold: float = 0.0,
                  max_batch_size: int = 8, compile: bool = False, runtime: str = "torch") -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got '{precision}'")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got '{mode}'")
         self.device = _check_device(device)
-        if precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("precision 'fp16' needs a CUDA device; on CPU use 'bf16' or 'fp32'")
+        requested_precision = precision
+        precision = resolve_precision(precision, self.device, runtime=runtime)  # "auto" -> what runs best here
         if not CONFIDENCE_RANGE[0] <= confidence_threshold <= CONFIDENCE_RANGE[1]:
             raise ValueError(f"confidence_threshold must be in {list(CONFIDENCE_RANGE)}, got {confidence_threshold}")
         if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
@@ -90,16 +93,21 @@ class Predictor:
                              f"'{precision}', device='{device}', compile={compile}")
         if precision == "bf16" and self.device.type == "cpu" and not cpu_has_native_bf16():
             logger.warning("precision 'bf16' on a CPU without AVX512-BF16 or AMX: bf16 matmuls and convolutions are "
-                           "emulated and much slower than fp32 here; use precision 'fp32'")
+                           "emulated and much slower than fp32 here; use precision 'fp32' or 'auto'")
         self.model = model.eval().to(self.device)
         self.compile = compile
         self.runtime = runtime
+        self.precision = precision
+        self.requested_precision = requested_precision
         if runtime == "onnxruntime":
             self._network = OnnxRuntimeRunner(self.model)
         else:
-            graph = InferenceGraph(model=self.model)
+            converted = precision == "bf16" and self.device.type == "cpu"
+            graph = InferenceGraph(model=bf16_network(self.model) if converted else self.model,
+                                   fast_kernels=not compile)  # the compiler fuses on its own
             self._network = torch.compile(graph, dynamic=False) if compile else graph
-        self.precision = precision
+        logger.info("precision '%s' -> %s on %s (%s)", requested_precision, precision, self.device,
+                    _precision_reason(precision, self.device))
         self.mode = mode
         self.window = window
         self.stride = stride
@@ -137,6 +145,7 @@ class Predictor:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "device": str(self.device),
             "precision": self.precision,
+            "requested_precision": self.requested_precision,
             "mode": self.mode,
             "scale": self.scale,
             "compile": self.compile,
@@ -209,8 +218,8 @@ class Predictor:
 
     def _forward_scores(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised, H and W multiples of the size divisor -> (B, K, H, W) scores S (fp32)."""
-        dtype = PRECISIONS[self.precision]
-        with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        autocast = self.device.type == "cuda" and self.precision != "fp32"  # CPU bf16 runs the converted copy
+        with torch.autocast(device_type=self.device.type, dtype=DTYPES[self.precision], enabled=autocast):
             scores = self._network(batch)
         return F.interpolate(scores, size=batch.shape[-2:], mode="bilinear", align_corners=False)
 
@@ -253,9 +262,14 @@ def check_image(image: np.ndarray, *, name: str = "image") -> None:
         raise ValueError(f"{name}: height and width must be in 1..{MAX_SIDE}, got {image.shape[:2]}")
 
 
-def cpu_has_native_bf16() -> bool:
-    """True if this CPU computes bf16 matmuls natively (AVX512-BF16 or AMX), where bf16 beats fp32."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+def _precision_reason(precision: str, device: torch.device) -> str:
+    """What decided the precision, for the log line."""
+    if device.type == "cuda":
+        return "CUDA autocast"
+    cpu = cpu_info()
+    conversion = ", weights converted to bf16 once" if precision == "bf16" else ""
+    return (f"CPU '{cpu.model}', native bf16: {cpu.native_bf16} (flags: {' '.join(cpu.flags) or 'none of interest'})"
+            f"{conversion}")
 
 
 def _check_device(device: str) -> torch.device:

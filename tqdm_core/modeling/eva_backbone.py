@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from tqdm_core.modeling import fused_ops
 from tqdm_core.modeling.backbone_output import BackboneOutput
 from tqdm_core.modeling.simple_feature_pyramid import SimpleFeaturePyramid
 from tqdm_core.modeling.vit_backbone import interpolate_grid_embedding
@@ -42,9 +44,11 @@ class EvaViTBackbone(nn.Module):
         x = x + torch.cat([pos[:1], interpolate_grid_embedding(pos[1:], (grid_h, grid_w), mode="bicubic")])
         rope = trunk.rope.get_embed(shape=[grid_h, grid_w]) if trunk.rope is not None else None
         x = trunk.norm_pre(x)
+        fast = not self.training and fused_ops.fused(x) and all(map(fusable_block, trunk.blocks))
+        rotation = rope_tables(rope, trunk.num_prefix_tokens, x.dtype) if fast and rope is not None else None
         taps = []
         for index, block in enumerate(trunk.blocks):
-            x = block(x, rope=rope)
+            x = fast_block(block, x, rotation) if fast else block(x, rope=rope)
             if index in self.out_indices:
                 taps.append(x[:, 1:].transpose(1, 2).reshape(batch, width, grid_h, grid_w))  # (B, hw, C) -> map
         tokens = trunk.head(trunk.norm(x))  # (B, 1 + hw, D)
@@ -61,3 +65,66 @@ class EvaViTBackbone(nn.Module):
         pos = state[key][0]
         state[key] = torch.cat([pos[:1], interpolate_grid_embedding(pos[1:], (grid, grid), mode="bicubic")])[None]
         return state
+
+
+def fusable_block(block: nn.Module) -> bool:
+    """True for the EVA02 blocks `fast_block` reproduces: separate q/k/v projections, no attention gate, q/k
+    norms or layer scale, a SwiGLU MLP with its inner LayerNorm (EVA02-CLIP-L/14)."""
+    attn, mlp = block.attn, block.mlp
+    return (block.gamma_1 is None and block.gamma_2 is None and attn.qkv is None and attn.gate is None
+            and isinstance(attn.q_norm, nn.Identity) and isinstance(attn.k_norm, nn.Identity)
+            and not getattr(attn, "rotate_half", False) and hasattr(mlp, "fc1_g") and hasattr(mlp, "norm"))
+
+
+def rope_tables(rope: torch.Tensor, prefix_tokens: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """timm's concatenated (sin, cos) rotary table as the two factors `rotate` needs, prefix tokens included.
+
+    Args:
+        rope: (N, 2 * head_dim) sin then cos, each repeated per channel pair, for the N patch tokens.
+        prefix_tokens: tokens before the patches (the CLS token), which are not rotated (cos 1, sin 0).
+        dtype: the network's dtype.
+
+    Returns:
+        cos and signed sin, (prefix + N, head_dim) each: x rotated = x * cos + swap_pairs(x) * signed sin.
+    """
+    sin, cos = rope.chunk(2, dim=-1)
+    sign = torch.tensor([-1.0, 1.0], dtype=sin.dtype, device=sin.device).repeat(sin.shape[-1] // 2)
+    cos = torch.cat([cos.new_ones(prefix_tokens, cos.shape[-1]), cos])
+    signed_sin = torch.cat([sin.new_zeros(prefix_tokens, sin.shape[-1]), sin * sign])
+    return cos.to(dtype), signed_sin.to(dtype)
+
+
+def rotate(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """timm's interleaved rotary embedding in three passes: x * cos + [-x1, x0, -x3, x2, ...] * sin.
+
+    Args:
+        x: (B, heads, N, head_dim); tables: from `rope_tables`.
+    """
+    cos, signed_sin = tables
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)  # [x1, x0, x3, x2, ...]
+    return torch.addcmul(x * cos, swapped, signed_sin)
+
+
+def fast_block(block: nn.Module, x: torch.Tensor, rotation: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """timm's `EvaBlock.forward` at inference for a `fusable_block`, with fused kernels (`fused_ops`): biases,
+    the SwiGLU gate's SiLU and both residual sums inside the GEMMs, the rotary embedding in three passes.
+
+    Args:
+        x: (B, N, C) tokens; rotation: `rope_tables` of the patch grid, or None without RoPE.
+
+    Returns:
+        (B, N, C).
+    """
+    attn, mlp = block.attn, block.mlp
+    batch, tokens, width = x.shape
+    normed = block.norm1(x)
+    q, k, v = (fused_ops.linear(normed, projection).view(batch, tokens, attn.num_heads, -1).transpose(1, 2)
+               for projection in (attn.q_proj, attn.k_proj, attn.v_proj))  # (B, heads, N, C/heads) each
+    if rotation is not None:
+        q, k = rotate(q, rotation), rotate(k, rotation)
+    out = F.scaled_dot_product_attention(q, k, v)
+    out = out.transpose(1, 2).reshape(batch, tokens, width)  # (B, heads, N, C/heads) -> (B, N, C)
+    x = fused_ops.linear(attn.norm(out), attn.proj, residual=x)
+    normed = block.norm2(x)
+    hidden = fused_ops.linear(normed, mlp.fc1_g, activation=mlp.act) * fused_ops.linear(normed, mlp.fc1_x)
+    return fused_ops.linear(mlp.norm(hidden), mlp.fc2, residual=x)

@@ -1,38 +1,44 @@
 """Multi-scale deformable attention (Deformable DETR) in pure PyTorch, no compiled extension (METHOD.md section 4).
 
+Sampling positions are in pixels of each level: (x, y) with the top-left corner of the map at (0, 0) and pixel
+centres at integer + 0.5, i.e. a normalised location times (W_l, H_l) (grid_sample's align_corners=False).
+
 Two exact formulations of the same sampling, no Python loops over heads or points:
 - `gather_multi_scale` (eager default): every bilinear corner is one weighted row of a zero-bordered value table,
   and a single `embedding_bag` sums the weighted rows, so the (queries x points x channels) samples are never
-  materialised. About 4x faster than grid_sample on CPU and differentiable in value, weights and locations.
+  materialised. About 4x faster than grid_sample on CPU and differentiable in value, weights and positions.
 - `sample_multi_scale`: one `grid_sample` per level; used for ONNX export (GridSample, opset 16), where
   `embedding_bag` has no efficient ONNX equivalent.
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tqdm_core.modeling import fused_ops
 
-def sample_multi_scale(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], locations: torch.Tensor,
+
+def sample_multi_scale(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], positions: torch.Tensor,
                        weights: torch.Tensor) -> torch.Tensor:
     """Weighted sum of bilinear samples of every level's value map (zero outside the map).
 
     Args:
         value: (B, sum(H_l * W_l), heads, C/heads), levels concatenated in `spatial_shapes` order.
         spatial_shapes: (H_l, W_l) per level.
-        locations: (B, Nq, heads, levels, points, 2) sampling positions (x, y) in [0, 1] (pixel-centre convention,
-            align_corners=False).
+        positions: (B, Nq, heads, levels, points, 2) sampling positions (x, y) in pixels of each level.
         weights: (B, Nq, heads, levels, points) attention weights.
 
     Returns:
         (B, Nq, heads * C/heads).
     """
     batch, _, heads, head_dim = value.shape
-    _, queries, _, levels, points, _ = locations.shape
-    grids = 2 * locations - 1  # [0, 1] -> grid_sample's [-1, 1]
+    _, queries, _, levels, points, _ = positions.shape
+    sizes = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=positions.dtype, device=positions.device)
+    grids = 2 * positions / sizes[:, None] - 1  # pixels -> grid_sample's [-1, 1]
     per_level = value.split([h * w for h, w in spatial_shapes], dim=1)
     samples = []
     for level, (height, width) in enumerate(spatial_shapes):
@@ -40,7 +46,8 @@ def sample_multi_scale(value: torch.Tensor, spatial_shapes: list[tuple[int, int]
         value_map = per_level[level].permute(0, 2, 3, 1).reshape(batch * heads, head_dim, height, width)
         # (B, Nq, heads, P, 2) -> (B * heads, Nq, P, 2)
         grid = grids[:, :, :, level].transpose(1, 2).reshape(batch * heads, queries, points, 2)
-        samples.append(F.grid_sample(value_map, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+        samples.append(F.grid_sample(value_map, grid.to(value_map.dtype), mode="bilinear", padding_mode="zeros",
+                                     align_corners=False))
     sampled = torch.stack(samples, dim=-2).flatten(-2)  # levels x (B*h, C/h, Nq, P) -> (B*h, C/h, Nq, L*P)
     # (B, Nq, heads, L, P) -> (B * heads, 1, Nq, L * P)
     weights = weights.transpose(1, 2).reshape(batch * heads, 1, queries, levels * points)
@@ -48,44 +55,64 @@ def sample_multi_scale(value: torch.Tensor, spatial_shapes: list[tuple[int, int]
     return out.view(batch, heads * head_dim, queries).transpose(1, 2)  # -> (B, Nq, C)
 
 
-def gather_multi_scale(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], locations: torch.Tensor,
+def gather_multi_scale(value: torch.Tensor, spatial_shapes: list[tuple[int, int]], positions: torch.Tensor,
                        weights: torch.Tensor) -> torch.Tensor:
     """`sample_multi_scale` (same arguments and result) as one weighted `embedding_bag` over value rows.
 
     Each level's map gets a zero border (1 pixel before, 2 after) and the pixel coordinates are clamped to that
     border: a corner outside the map then reads a zero row, which is exactly grid_sample's zero padding, with no
     validity masks. Row of (batch b, level position p, head m) = (b * total + p) * heads + m, i.e. the table is
-    the padded (B, positions, heads, C/heads) value viewed as rows of C/heads channels.
+    the bordered (B, positions, heads, C/heads) value viewed as rows of C/heads channels.
+
+    The per-sample arithmetic runs on x and y planes of shape (B, Nq, heads, levels, points) against constants of
+    shape (heads, levels, points): every operation then streams over long contiguous blocks, where broadcasting
+    over trailing dimensions of size 2 or 4 would run elementwise loops a few elements long (several times
+    slower on CPU).
     """
     batch, _, heads, head_dim = value.shape
-    _, queries, _, levels, points, _ = locations.shape
-    tables, level_starts, row_lengths, total = [], [], [], 0
-    for level_value, (height, width) in zip(value.split([h * w for h, w in spatial_shapes], dim=1), spatial_shapes):
-        level_map = level_value.reshape(batch, height, width, heads * head_dim)  # (B, HW, h, C/h) -> (B, H, W, C)
-        tables.append(F.pad(level_map, (0, 0, 1, 2, 1, 2)).flatten(1, 2))  # (B, (H + 3) * (W + 3), C)
-        level_starts.append(total)
-        row_lengths.append(width + 3)
-        total += (height + 3) * (width + 3)
-    table = torch.cat(tables, dim=1).view(-1, head_dim)  # (B, total, C) -> (B * total * heads, C/h)
+    _, queries, _, levels, points, _ = positions.shape
     device = value.device
-    sizes = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=locations.dtype, device=device)[:, None]
-    # [0, 1] -> bordered pixel coordinates (pixel centres at +0.5, +1 for the border), (B, Nq, h, L, P, 2).
-    pixel = torch.clamp(locations * sizes + 0.5, min=torch.zeros_like(sizes), max=sizes + 1)
-    corner = pixel.floor()
-    frac = pixel - corner
-    linear = torch.stack([1 - frac, frac], dim=-1)  # (B, Nq, h, L, P, 2 axes, 2 corners)
-    # (B, Nq, h, L, P, 2 y-corners, 2 x-corners) bilinear weight times attention weight.
-    corner_weights = (linear[..., 1, :] * weights[..., None])[..., :, None] * linear[..., 0, None, :]
-    corner = corner.long()
-    row_stride = torch.tensor(row_lengths, device=device)[:, None] * heads  # (L, 1)
-    # First row of every sample: (b * total + start_l + y * (W_l + 3) + x) * heads + m, shape (B, Nq, h, L, P).
-    offset = (torch.arange(batch, device=device)[:, None, None] * total
-              + torch.tensor(level_starts, device=device)[None, None, :]) * heads  # (B, 1, L)
-    offset = offset[:, :, None, :, None] + torch.arange(heads, device=device)[:, None, None]  # (B, 1, h, L, 1)
-    first = corner[..., 1] * row_stride + corner[..., 0] * heads + offset
+    row_lengths = [width + 3 for _, width in spatial_shapes]
+    level_rows = [(height + 3) * (width + 3) for height, width in spatial_shapes]
+    level_starts = [0, *itertools.accumulate(level_rows)][:-1]
+    total = sum(level_rows)
+    table = value.new_zeros(batch, total, heads * head_dim)  # (B, bordered positions, C)
+    level_values = value.split([h * w for h, w in spatial_shapes], dim=1)
+    for level_value, start, count, (height, width) in zip(level_values, level_starts, level_rows, spatial_shapes):
+        bordered = table[:, start:start + count].view(batch, height + 3, width + 3, -1)
+        bordered[:, 1:height + 1, 1:width + 1] = level_value.reshape(batch, height, width, -1)  # (B, HW, h, C/h)
+    table = table.view(-1, head_dim)  # (B * total * heads, C/heads)
+
+    def per_level(values: list[float], dtype: torch.dtype) -> torch.Tensor:
+        """(heads, levels, points) contiguous constant block holding one value per level."""
+        return torch.tensor(values, dtype=dtype, device=device)[None, :, None].repeat(heads, 1, points)
+
+    # Bordered coordinates (+0.5 to the pixel index, +1 for the border), clamped into the border.
+    coordinates = []
+    for axis, limits in ((0, [width + 1 for _, width in spatial_shapes]), (1, [h + 1 for h, _ in spatial_shapes])):
+        plane = positions[..., axis] + 0.5  # (B, Nq, h, L, P)
+        coordinates.append(torch.clamp(plane, min=torch.zeros((), device=device, dtype=plane.dtype),
+                                       max=per_level(limits, plane.dtype)))
+    (x, y) = coordinates
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = x - x0, y - y0
+    below = weights * fy  # the attention weight split between the upper and lower row of corners
+    above = weights - below
+    left = 1 - fx
+    # The 2x2 corners, y-major, stacked before (level, point): each bag (b, q, m) holds its 4 x L x P samples
+    # contiguously, and the stack copies L x P blocks instead of single elements.
+    corner_weights = torch.stack([above * left, above * fx, below * left, below * fx], dim=-3)  # (B, Nq, h, 4, L, P)
+    # First row of every sample: (b * total + start_l + y * (W_l + 3) + x) * heads + m, int32 (B, Nq, h, L, P).
+    row_stride = per_level([length * heads for length in row_lengths], torch.int32)
+    starts = torch.tensor(level_starts, dtype=torch.int32, device=device)
+    base = (torch.arange(batch, dtype=torch.int32, device=device)[:, None] * total + starts) * heads  # (B, L)
+    base = base[:, None, None, :, None] + torch.arange(heads, dtype=torch.int32, device=device)[:, None, None]
+    first = torch.addcmul(base.expand(batch, 1, heads, levels, points), y0.int(), row_stride)
+    first = first.add_(x0.int(), alpha=heads)
+    # The corners' rows: +0, +heads (right), +row stride (below), +row stride + heads.
     steps = torch.stack([torch.zeros_like(row_stride), torch.full_like(row_stride, heads), row_stride,
-                         row_stride + heads], dim=-1)  # (L, 1, 4): the 2x2 corners, y-major
-    rows = first[..., None] + steps  # (B, Nq, h, L, P, 4)
+                         row_stride + heads], dim=-3)  # (h, 4, L, P)
+    rows = first[:, :, :, None] + steps  # (B, Nq, h, 4, L, P)
     bag = levels * points * 4
     out = F.embedding_bag(rows.view(-1, bag), table, per_sample_weights=corner_weights.reshape(-1, bag).to(table.dtype),
                           mode="sum")  # (B * Nq * h, C/h)
@@ -125,25 +152,69 @@ class MultiScaleDeformableAttention(nn.Module):
             nn.init.xavier_uniform_(projection.weight)
             nn.init.zeros_(projection.bias)
 
-    def forward(self, query: torch.Tensor, reference_points: torch.Tensor, value: torch.Tensor,
-                spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        """
+    def reference_positions(self, reference_points: torch.Tensor,
+                            spatial_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """Reference points in pixels of every level, laid out like the `sampling_offsets` output.
+
+        The sampling position is reference + offset; with the reference repeated for every head and point (once
+        per pixel-decoder pass, shared by its layers) the sum is one contiguous pass per layer.
+
         Args:
-            query: (B, Nq, C) content plus position.
             reference_points: (B or 1, Nq, 2) normalised (x, y) in [0, 1].
-            value: (B, sum(H_l * W_l), C).
             spatial_shapes: (H_l, W_l) per level.
 
         Returns:
-            (B, Nq, C), without the residual.
+            (B or 1, Nq, heads * levels * points * 2), fp32 (or fp64 for fp64 inputs).
+        """
+        batch, queries, _ = reference_points.shape
+        reference_points = at_least_fp32(reference_points)
+        sizes = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=reference_points.dtype,
+                             device=reference_points.device)
+        pixels = reference_points[:, :, None, :] * sizes  # (B, Nq, L, 2)
+        return pixels[:, :, None, :, None, :].expand(batch, queries, self.heads, self.levels, self.points, 2).reshape(
+            batch, queries, -1)
+
+    def forward(self, query: torch.Tensor, reference_positions: torch.Tensor, value: torch.Tensor,
+                spatial_shapes: list[tuple[int, int]], *, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """
+        Args:
+            query: (B, Nq, C) content plus position.
+            reference_positions: (B or 1, Nq, heads * levels * points * 2) fp32, from `reference_positions`.
+            value: (B, sum(H_l * W_l), C).
+            spatial_shapes: (H_l, W_l) per level.
+            residual: optional (B, Nq, C) added to the result.
+
+        Returns:
+            (B, Nq, C).
         """
         batch, queries, _ = query.shape
-        value = self.value_proj(value).view(batch, value.shape[1], self.heads, -1)  # (B, Nv, heads, C/heads)
-        offsets = self.sampling_offsets(query).view(batch, queries, self.heads, self.levels, self.points, 2)
-        weights = self.attention_weights(query).view(batch, queries, self.heads, self.levels * self.points)
-        weights = weights.softmax(-1).view(batch, queries, self.heads, self.levels, self.points)
-        # Offsets are in pixels of each level: divide by (W_l, H_l) to move in normalised coordinates.
-        normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=offsets.dtype, device=offsets.device)
-        locations = reference_points[:, :, None, None, None, :] + offsets / normalizer[None, None, None, :, None, :]
+        value = fused_ops.linear(value, self.value_proj).view(batch, value.shape[1], self.heads, -1)  # (B, Nv, h, C/h)
+        # Sampling positions and weights in fp32 whatever the network's dtype: a bf16 position on a 128-pixel level
+        # would be off by up to a quarter pixel. The offsets are in pixels of each level.
+        positions = reference_positions + self.sampling_offsets(query)  # fp32 + network dtype -> fp32
+        positions = positions.view(batch, queries, self.heads, self.levels, self.points, 2)
+        logits = at_least_fp32(self.attention_weights(query)).view(batch, queries, self.heads, -1)
+        weights = short_softmax(logits).view(batch, queries, self.heads, self.levels, self.points)
         sample = sample_multi_scale if torch.onnx.is_in_onnx_export() else gather_multi_scale
-        return self.output_proj(sample(value, spatial_shapes, locations, weights))
+        return fused_ops.linear(sample(value, spatial_shapes, positions, weights), self.output_proj, residual=residual)
+
+
+def short_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over a short last dimension (the 12 levels x points of a head), as four streaming passes.
+
+    Equal to `logits.softmax(-1)` up to rounding (1e-7); PyTorch's CPU softmax loops over each 12-element row on
+    its own and is about 6x slower at this shape.
+
+    Args:
+        logits: (..., n).
+
+    Returns:
+        (..., n), non-negative, summing to 1 over the last dimension.
+    """
+    exponentials = (logits - logits.amax(dim=-1, keepdim=True)).exp()
+    return exponentials / exponentials.sum(dim=-1, keepdim=True)
+
+
+def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` in fp32 if it is in a lower precision (bf16, fp16), else unchanged (fp32, fp64)."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))

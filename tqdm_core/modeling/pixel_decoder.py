@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tqdm_core.modeling import fused_ops
 from tqdm_core.modeling.attention import multi_head_attention
 from tqdm_core.modeling.ms_deform_attn import MultiScaleDeformableAttention
 from tqdm_core.modeling.position_encoding import sine_position_encoding
@@ -36,19 +37,20 @@ class PixelEncoderLayer(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_dim), nn.ReLU(inplace=True), nn.Linear(ffn_dim, hidden_dim))
         self.norm3 = nn.LayerNorm(hidden_dim)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, reference_points: torch.Tensor,
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, reference_positions: torch.Tensor,
                 spatial_shapes: list[tuple[int, int]], text: torch.Tensor, text_pos: torch.Tensor) -> torch.Tensor:
         """
         Args:
             x: (B, N, C) pixel tokens of all levels; pos: (N, C) their positions (sine + level embedding).
-            reference_points: (1, N, 2); spatial_shapes: (H_l, W_l) per level.
+            reference_positions: (1, N, heads * levels * points * 2) fp32, the tokens' reference points in pixels
+                of every level (`MultiScaleDeformableAttention.reference_positions`); spatial_shapes: (H_l, W_l).
             text: (B, K, C) projected text embeddings T~; text_pos: (K, C) learned text embeddings e_text.
         """
-        x = self.norm1(x + self.self_attn(x + pos, reference_points, x, spatial_shapes))
+        x = self.norm1(self.self_attn(x + pos, reference_positions, x, spatial_shapes, residual=x))
         if self.text_attn is not None:
             # Pixels attend to the class texts: Q = P + pos, K = T~ + e_text, V = T~.
-            x = self.norm2(x + multi_head_attention(self.text_attn, x + pos, text + text_pos, text))
-        return self.norm3(x + self.ffn(x))
+            x = self.norm2(multi_head_attention(self.text_attn, x + pos, text + text_pos, text, residual=x))
+        return self.norm3(fused_ops.feed_forward(x, self.ffn[0], self.ffn[1], self.ffn[2], residual=x))
 
 
 class PixelDecoder(nn.Module):
@@ -104,8 +106,9 @@ class PixelDecoder(nn.Module):
             pos = sine_position_encoding(height, width, num_feats=self.hidden_dim // 2, device=x.device, dtype=x.dtype)
             pos = pos.flatten(1).transpose(0, 1) + self.level_encoding.weight[level].to(x.dtype)  # (HW, C)
             positions.append(pos)
-            ys = (torch.arange(height, device=x.device, dtype=x.dtype) + 0.5) / height
-            xs = (torch.arange(width, device=x.device, dtype=x.dtype) + 0.5) / width
+            # Reference points in fp32 whatever the network's dtype (bf16 cannot hold (i + 0.5) / 256).
+            ys = (torch.arange(height, device=x.device, dtype=torch.float32) + 0.5) / height
+            xs = (torch.arange(width, device=x.device, dtype=torch.float32) + 0.5) / width
             grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
             references.append(torch.stack([grid_x.flatten(), grid_y.flatten()], dim=-1))  # (HW, 2) as (x, y)
         x = torch.cat(tokens, dim=1)
@@ -116,15 +119,23 @@ class PixelDecoder(nn.Module):
             text_pos = self.text_position_embedding.weight.to(text_tokens.dtype)
         else:
             text_tokens = text_pos = None
+        # The reference points in pixels of every level, laid out for the deformable attention: once for all layers.
+        reference_positions = (self.encoder[0].self_attn.reference_positions(reference_points, shapes)
+                               if len(self.encoder) else None)
         for layer in self.encoder:
-            x = layer(x, pos, reference_points, shapes, text_tokens, text_pos)
+            x = layer(x, pos, reference_positions, shapes, text_tokens, text_pos)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        memories = [
-            level_tokens.transpose(1, 2).reshape(batch, -1, h, w)  # (B, HW, C) -> (B, C, H, W)
+        memories = [  # channels-last views of the tokens, no copy
+            level_tokens.reshape(batch, h, w, -1).permute(0, 3, 1, 2)  # (B, HW, C) -> (B, C, H, W)
             for level_tokens, (h, w) in zip(x.split([h * w for h, w in shapes], dim=1), shapes)
         ]
         lateral = self.lateral_conv(features[0])
-        upsampled = F.interpolate(memories[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+        # Upsample in the lateral's memory format (channels-last in the bf16 network, contiguous in fp32), so that
+        # the sum reads both maps in the same order.
+        channels_last = lateral.is_contiguous(memory_format=torch.channels_last) and not lateral.is_contiguous()
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        coarsest = memories[-1].contiguous(memory_format=layout)
+        upsampled = F.interpolate(coarsest, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
         mask_feature = self.mask_feature(self.output_conv(lateral + upsampled))
         return mask_feature, memories

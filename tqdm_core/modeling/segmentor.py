@@ -46,10 +46,12 @@ class TqdmSegmentor(nn.Module):
         """Input height and width must be multiples of this (the Predictor pads to it)."""
         return self.backbone.size_divisor
 
-    def forward(self, images: torch.Tensor) -> dict:
+    def forward(self, images: torch.Tensor, *, auxiliary: bool = True) -> dict:
         """
         Args:
             images: (B, 3, H, W) CLIP-normalised RGB, H and W multiples of `size_divisor`.
+            auxiliary: also compute the earlier predictions ("aux_outputs", supervised in training); False
+                (inference) leaves "aux_outputs" empty and skips their full-resolution masks.
 
         Returns:
             dict with "pred_logits" (B, K, K + 1), "pred_masks" (B, K, H/4, W/4), "aux_outputs" (the earlier
@@ -69,7 +71,7 @@ class TqdmSegmentor(nn.Module):
             visual_context = torch.cat([visual.image_embedding[:, None], dense_tokens], dim=1)  # (B, 1 + hw, D)
             text = self.context_decoder(text, visual_context)
         mask_feature, memories = self.pixel_decoder(visual.features, text)
-        predictions = self.transformer_decoder(memories, mask_feature, text)
+        predictions = self.transformer_decoder(memories, mask_feature, text, auxiliary=auxiliary)
         final = predictions[-1]
         return {
             "pred_logits": final["pred_logits"],

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tqdm_core.modeling import fused_ops
 from tqdm_core.modeling.attention import multi_head_attention
 from tqdm_core.modeling.position_encoding import sine_position_encoding
 
@@ -30,11 +31,11 @@ class MaskedAttentionDecoderLayer(nn.Module):
             blocked: (B, 1, Q, N) bool, True where a query may not look (outside its predicted mask); the same
                 for every head, so it stays un-expanded and attention broadcasts it.
         """
-        query = self.norm1(query + multi_head_attention(self.cross_attn, query + query_pos, memory + memory_pos,
-                                                        memory, blocked))
+        query = self.norm1(multi_head_attention(self.cross_attn, query + query_pos, memory + memory_pos, memory,
+                                                blocked, residual=query))
         q = query + query_pos
-        query = self.norm2(query + multi_head_attention(self.self_attn, q, q, query))
-        return self.norm3(query + self.ffn(query))
+        query = self.norm2(multi_head_attention(self.self_attn, q, q, query, residual=query))
+        return self.norm3(fused_ops.feed_forward(query, self.ffn[0], self.ffn[1], self.ffn[2], residual=query))
 
 
 class TransformerDecoder(nn.Module):
@@ -73,34 +74,50 @@ class TransformerDecoder(nn.Module):
             nn.Linear(hidden_dim, hidden_dim), nn.ReLU(inplace=True), nn.Linear(hidden_dim, hidden_dim),
             nn.ReLU(inplace=True), nn.Linear(hidden_dim, hidden_dim))
 
-    def _predict(self, query: torch.Tensor, mask_feature: torch.Tensor,
-                 attention_size: tuple[int, int] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _predict(self, query: torch.Tensor, mask_feature: torch.Tensor | None, attention_feature: torch.Tensor | None,
+                 attention_size: tuple[int, int] | None) -> tuple[torch.Tensor, ...]:
         """Class and mask logits of the current queries, and the attention mask for the next layer.
 
+        Args:
+            query: (B, Q, C).
+            mask_feature: (B, C, H/4, W/4), or None: no full-resolution mask logits wanted.
+            attention_feature: None (resize the full-resolution mask logits to `attention_size`), or the mask
+                feature already resized to `attention_size`, (B, C, h, w).
+            attention_size: (h, w) of the next layer's memory level, or None when no layer follows.
+
         Returns:
-            class logits (B, Q, K + 1), mask logits (B, Q, H/4, W/4), and (B, 1, Q, h*w) bool "blocked"
+            class logits (B, Q, K + 1), mask logits (B, Q, H/4, W/4) or None, and (B, 1, Q, h*w) bool "blocked"
             (detached; rows with nothing allowed are fully unblocked) or None when no layer follows.
         """
         out = self.post_norm(query)
         class_logits = self.class_embed(out)
-        mask_logits = torch.einsum("bqc,bchw->bqhw", self.mask_embed(out), mask_feature)
+        mask_embedding = self.mask_embed(out)
+        mask_logits = None if mask_feature is None else mask_product(mask_embedding, mask_feature)
         if attention_size is None:
             return class_logits, mask_logits, None
-        resized = F.interpolate(mask_logits, size=attention_size, mode="bilinear", align_corners=False)
+        if attention_feature is None:
+            resized = F.interpolate(mask_logits, size=attention_size, mode="bilinear", align_corners=False)
+        else:
+            resized = mask_product(mask_embedding, attention_feature)
         blocked = (resized.flatten(2).sigmoid() < 0.5)[:, None]  # (B, Q, h, w) -> (B, 1, Q, hw)
         blocked = blocked & ~blocked.all(dim=-1, keepdim=True)
         return class_logits, mask_logits, blocked.detach()
 
-    def forward(self, memories: list[torch.Tensor], mask_feature: torch.Tensor,
-                text: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    def forward(self, memories: list[torch.Tensor], mask_feature: torch.Tensor, text: torch.Tensor, *,
+                auxiliary: bool = True) -> list[dict[str, torch.Tensor]]:
         """
         Args:
             memories: pixel-decoder maps at strides 32, 16, 8: (B, C, H_l, W_l).
             mask_feature: (B, C, H/4, W/4).
             text: (B, K, D) text embeddings.
+            auxiliary: return every layer's predictions (training supervises them all). False (inference)
+                returns only the final one and computes the intermediate masks at the attention resolution only:
+                the bilinear resize of the mask logits is linear, so it moves onto the mask feature, resized once
+                per level instead of once per layer (equal up to rounding; no full-resolution product per layer).
 
         Returns:
-            layers + 1 dicts {"pred_logits": (B, Q, K + 1), "pred_masks": (B, Q, H/4, W/4)}, last = final.
+            layers + 1 dicts {"pred_logits": (B, Q, K + 1), "pred_masks": (B, Q, H/4, W/4)}, last = final; only
+            the final one without `auxiliary`.
         """
         batch = mask_feature.shape[0]
         levels, level_pos, sizes = [], [], []
@@ -116,14 +133,41 @@ class TransformerDecoder(nn.Module):
         else:
             query = self.query_feat.weight[None].expand(batch, -1, -1)
         query_pos = self.query_embed.weight.to(query.dtype)
+        resized_features = {} if auxiliary else {
+            size: F.interpolate(mask_feature, size=size, mode="bilinear", align_corners=False) for size in sizes}
         predictions = []
-        next_size = sizes[0] if self.layers else None
-        class_logits, mask_logits, blocked = self._predict(query, mask_feature, next_size)
-        predictions.append({"pred_logits": class_logits, "pred_masks": mask_logits})
+
+        def predict(query: torch.Tensor, next_size: tuple[int, int] | None) -> torch.Tensor | None:
+            """Predict from the current queries (kept if auxiliary or final); the next layer's attention mask."""
+            final = next_size is None
+            class_logits, mask_logits, blocked = self._predict(
+                query, mask_feature if auxiliary or final else None, resized_features.get(next_size), next_size)
+            if auxiliary or final:
+                predictions.append({"pred_logits": class_logits, "pred_masks": mask_logits})
+            return blocked
+
+        blocked = predict(query, sizes[0] if self.layers else None)
         for index, layer in enumerate(self.layers):
             level = index % self.num_levels
             query = layer(query, query_pos, levels[level], level_pos[level], blocked)
-            next_size = sizes[(index + 1) % self.num_levels] if index + 1 < len(self.layers) else None
-            class_logits, mask_logits, blocked = self._predict(query, mask_feature, next_size)
-            predictions.append({"pred_logits": class_logits, "pred_masks": mask_logits})
+            blocked = predict(query, sizes[(index + 1) % self.num_levels] if index + 1 < len(self.layers) else None)
         return predictions
+
+
+def mask_product(mask_embedding: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+    """Mask logits: every query's embedding dotted with the feature at every position.
+
+    Args:
+        mask_embedding: (B, Q, C).
+        feature: (B, C, H, W), contiguous or channels-last (read in place either way).
+
+    Returns:
+        (B, Q, H, W).
+    """
+    batch, channels, height, width = feature.shape
+    if feature.is_contiguous():
+        return torch.matmul(mask_embedding, feature.flatten(2)).view(batch, -1, height, width)  # (B, Q, HW)
+    # Channels-last (the bf16 network): (B, HW, C) @ (B, C, Q) reads the map in place, and the (B, HW, Q) product
+    # is a channels-last view of (B, Q, H, W).
+    tokens = feature.permute(0, 2, 3, 1).reshape(batch, height * width, channels)  # (B, C, H, W) -> (B, HW, C)
+    return torch.matmul(tokens, mask_embedding.transpose(1, 2)).transpose(1, 2).view(batch, -1, height, width)

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
+from tqdm_core.modeling import fused_ops
 from tqdm_core.modeling.attention import self_attention
 from tqdm_core.modeling.backbone_output import BackboneOutput
 from tqdm_core.modeling.simple_feature_pyramid import SimpleFeaturePyramid
@@ -67,8 +68,13 @@ class ClipViTBackbone(nn.Module):
         x = visual.ln_pre(x)
         taps = []
         for index, block in enumerate(visual.transformer.resblocks):
-            x = x + self.drop_paths[index](block.ls_1(self_attention(block.attn, block.ln_1(x))))
-            x = x + self.drop_paths[index](block.ls_2(block.mlp(block.ln_2(x))))
+            if self.training or not isinstance(block.ls_1, nn.Identity) or not isinstance(block.ls_2, nn.Identity):
+                x = x + self.drop_paths[index](block.ls_1(self_attention(block.attn, block.ln_1(x))))
+                x = x + self.drop_paths[index](block.ls_2(block.mlp(block.ln_2(x))))
+            else:  # nothing between the branches and the sums: the sums join the output projections
+                x = self_attention(block.attn, block.ln_1(x), residual=x)
+                mlp = block.mlp
+                x = fused_ops.feed_forward(block.ln_2(x), mlp.c_fc, mlp.gelu, mlp.c_proj, residual=x)
             if index in self.out_indices:
                 taps.append(x[:, 1:].transpose(1, 2).reshape(batch, width, grid_h, grid_w))  # (B, hw, C) -> map
         tokens = visual.ln_post(x) @ visual.proj  # (B, 1 + hw, D)
