@@ -4,7 +4,8 @@ from open_clip.transformer import QuickGELU, ResidualAttentionBlock
 from torch import nn
 
 from tqdm_core import create_model
-from tqdm_core.inference.bf16_network import FP32_MODULES, QUICK_GELU_FACTOR, bf16_network
+from tqdm_core.inference.bf16_network import FP32_MODULES, bf16_network
+from tqdm_core.modeling.fused_ops import QUICK_GELU_FACTOR
 
 
 def test_what_is_converted_and_what_stays_fp32():

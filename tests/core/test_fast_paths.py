@@ -5,7 +5,8 @@ Tolerances:
   values and gradients; whole tiny models with either sampler: 1e-4 absolute on logits and masks (fp32).
 - un-expanded (B, 1, Q, N) attention mask vs one expanded per head: 1e-6 (the same kernel, broadcast input).
 - cached sine position encodings: bit-exact.
-- fused oneDNN linear kernels (bias + activation or residual in the GEMM) vs F.linear and the separate ops:
+- fused oneDNN linear kernels (bias + activation, residual sum or gating product in the GEMM; the chunked MLP,
+  QuickGELU as SiLU with the factor moved into the GEMMs) vs F.linear and the separate ops:
   1e-5 absolute in fp32 (unit-scale values, other summation order); in bf16 1.6e-2 relative plus 1e-2
   absolute, two bf16 steps (the fused kernel rounds once, the separate ops round after every op).
 - the fused EVA02 block vs timm's: 1e-5 absolute in fp32 (outputs of unit scale).
@@ -127,15 +128,37 @@ def test_fused_linear_equals_separate_ops(dtype, activation):
     with torch.no_grad():
         plain = fused_ops.linear(x, layer, activation=activation)
         plain_sum = fused_ops.linear(x, layer, residual=residual)
+        plain_product = fused_ops.linear(x, layer, product=residual)
         with fused_ops.fast_kernels():
             assert fused_ops.fused(x)
             fused = fused_ops.linear(x, layer, activation=activation)
             fused_sum = fused_ops.linear(x, layer, residual=residual)
+            fused_product = fused_ops.linear(x, layer, product=residual)
     reference = layer(x) if activation is None else activation(layer(x))
     assert torch.equal(plain, reference) and torch.equal(plain_sum, residual + layer(x))  # the plain ops, as before
+    assert torch.equal(plain_product, residual * layer(x))
     assert fused.dtype == dtype and fused.shape == (3, 50, 192)
     torch.testing.assert_close(fused, plain, **tolerance)
     torch.testing.assert_close(fused_sum, plain_sum, **tolerance)
+    torch.testing.assert_close(fused_product, plain_product, **tolerance)
+
+
+@needs_onednn
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("activation", [nn.ReLU(), QuickGELU()])
+def test_chunked_feed_forward_equals_plain(monkeypatch, residual, activation):
+    """Rows go through the fused MLP in chunks (here 7 rows, the hidden width 64 x 4 bytes x 7 rows of budget);
+    QuickGELU runs as SiLU with the 1.702 moved into the GEMMs."""
+    monkeypatch.setattr(fused_ops, "HIDDEN_CHUNK_BYTES", 64 * 4 * 7)
+    generator = torch.Generator().manual_seed(11)
+    first, second = nn.Linear(32, 64), nn.Linear(64, 32)
+    x = torch.randn(2, 25, 32, generator=generator)
+    extra = {"residual": torch.randn(2, 25, 32, generator=generator)} if residual else {}
+    with torch.no_grad():
+        plain = fused_ops.feed_forward(x, first, activation, second, **extra)
+        with fused_ops.fast_kernels():
+            chunked = fused_ops.feed_forward(x, first, activation, second, **extra)
+    torch.testing.assert_close(chunked, plain, rtol=0, atol=1e-5)
 
 
 def test_fused_kernels_only_where_they_apply():
@@ -147,7 +170,7 @@ def test_fused_kernels_only_where_they_apply():
         assert not fused_ops.fused(x.requires_grad_())  # training: autograd needs the plain ops
         with fused_ops.fast_kernels(False):
             assert not fused_ops.fused(x.detach())
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="not several"):
         fused_ops.linear(x, nn.Linear(8, 8), activation=nn.ReLU(), residual=x)
 
 

@@ -7,6 +7,7 @@ import torch
 
 from tqdm_core import IGNORE_INDEX, Predictor, create_model
 from tqdm_core.inference import precision as precision_module
+from tqdm_core.modeling.semantic_inference import confidence_and_labels, scores_to_probabilities
 from tqdm_core.inference.sliding_window import window_starts
 
 
@@ -31,6 +32,18 @@ def test_outputs_at_input_resolution(model, precision):
         np.testing.assert_allclose(result.probabilities.sum(0), 1.0, atol=1e-4)
         np.testing.assert_array_equal(result.labels, result.probabilities.argmax(0))
         np.testing.assert_allclose(result.confidence, result.probabilities.max(0), atol=1e-6)
+
+
+def test_confidence_and_labels_without_forming_probabilities():
+    """Pixel 1: S = (0.2, 0.6, 0.2) sums to 1, so P_max = 0.6 for class 1; pixel 2: S = (0.5, 0.5, 1.0) sums to 2,
+    P_max = 0.5 for class 2; pixel 3: no query fires (S = 0), confidence 0 (eps-clamped sum), first class."""
+    scores = torch.tensor([[0.2, 0.6, 0.2], [0.5, 0.5, 1.0], [0.0, 0.0, 0.0]]).T.reshape(1, 3, 1, 3)
+    confidence, labels = confidence_and_labels(scores)
+    torch.testing.assert_close(confidence, torch.tensor([[[0.6, 0.5, 0.0]]]))
+    assert labels.tolist() == [[[1, 2, 0]]]
+    random = torch.rand(2, 7, 9, 11, generator=torch.Generator().manual_seed(6))
+    best, _ = scores_to_probabilities(random).max(dim=1)
+    assert torch.equal(confidence_and_labels(random)[0], best)  # the same division, bit for bit
 
 
 def test_slide_equals_whole_when_one_window_covers_the_image(model):

@@ -28,7 +28,8 @@ import torch
 from open_clip.transformer import QuickGELU, ResidualAttentionBlock
 from torch import nn
 
-QUICK_GELU_FACTOR = 1.702  # QuickGELU(x) = x * sigmoid(1.702 x) = SiLU(1.702 x) / 1.702
+from tqdm_core.modeling.fused_ops import QUICK_GELU_FACTOR
+
 FP32_MODULES = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm)
 
 

@@ -21,7 +21,7 @@ from tqdm_core.inference.export import InferenceGraph, OnnxRuntimeRunner
 from tqdm_core.inference.precision import PRECISIONS  # noqa: F401 (re-exported: the precision choices)
 from tqdm_core.inference.precision import DTYPES, cpu_has_native_bf16, cpu_info, resolve_precision
 from tqdm_core.inference.sliding_window import window_starts
-from tqdm_core.modeling.semantic_inference import scores_to_probabilities
+from tqdm_core.modeling.semantic_inference import confidence_and_labels, scores_to_probabilities
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +189,11 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, images: np.ndarray, *, channel_order: str = "rgb") -> torch.Tensor:
         """Class probabilities for a (B, H, W, 3) uint8 batch of same-size images: (B, K, H, W) float32 (device)."""
+        return scores_to_probabilities(self.scores(images, channel_order=channel_order))
+
+    @torch.inference_mode()
+    def scores(self, images: np.ndarray, *, channel_order: str = "rgb") -> torch.Tensor:
+        """Semantic scores S for a (B, H, W, 3) uint8 batch of same-size images: (B, K, H, W) float32 (device)."""
         tensor = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         tensor = tensor.permute(0, 3, 1, 2)  # (B, H, W, 3) -> (B, 3, H, W)
         if channel_order == "bgr":
@@ -201,17 +206,18 @@ class Predictor:
         scores = self._whole(tensor) if self.mode == "whole" else self._slide(tensor)
         if scores.shape[-2:] != (height, width):
             scores = F.interpolate(scores, size=(height, width), mode="bilinear", align_corners=False)
-        return scores_to_probabilities(scores)
+        return scores
 
     def _predict_same_size(self, images: np.ndarray, channel_order: str,
                            return_probabilities: bool) -> list[Prediction]:
-        probabilities = self.probabilities(images, channel_order=channel_order)
-        confidence, labels = probabilities.max(dim=1)
+        scores = self.scores(images, channel_order=channel_order)
+        confidence, labels = confidence_and_labels(scores)
+        probabilities = scores_to_probabilities(scores) if return_probabilities else None
         labels = labels.to(torch.uint8)
         labels[confidence < self.confidence_threshold] = IGNORE_INDEX
         labels_np = labels.cpu().numpy()
         confidence_np = confidence.clamp(0.0, 1.0).cpu().numpy().astype(np.float32)
-        probabilities_np = probabilities.cpu().numpy() if return_probabilities else None
+        probabilities_np = probabilities.cpu().numpy() if probabilities is not None else None
         return [Prediction(labels=labels_np[i], confidence=confidence_np[i],
                            probabilities=None if probabilities_np is None else probabilities_np[i])
                 for i in range(len(images))]

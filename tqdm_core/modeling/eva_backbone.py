@@ -107,7 +107,8 @@ def rotate(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.
 
 def fast_block(block: nn.Module, x: torch.Tensor, rotation: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
     """timm's `EvaBlock.forward` at inference for a `fusable_block`, with fused kernels (`fused_ops`): biases,
-    the SwiGLU gate's SiLU and both residual sums inside the GEMMs, the rotary embedding in three passes.
+    the SwiGLU gate (its SiLU and its product) and both residual sums inside the GEMMs, the rotary embedding in
+    three passes.
 
     Args:
         x: (B, N, C) tokens; rotation: `rope_tables` of the patch grid, or None without RoPE.
@@ -126,5 +127,6 @@ def fast_block(block: nn.Module, x: torch.Tensor, rotation: tuple[torch.Tensor, 
     out = out.transpose(1, 2).reshape(batch, tokens, width)  # (B, heads, N, C/heads) -> (B, N, C)
     x = fused_ops.linear(attn.norm(out), attn.proj, residual=x)
     normed = block.norm2(x)
-    hidden = fused_ops.linear(normed, mlp.fc1_g, activation=mlp.act) * fused_ops.linear(normed, mlp.fc1_x)
+    gate = fused_ops.linear(normed, mlp.fc1_g, activation=mlp.act)
+    hidden = fused_ops.linear(normed, mlp.fc1_x, product=gate)  # SwiGLU: the gate multiplies inside the GEMM
     return fused_ops.linear(mlp.norm(hidden), mlp.fc2, residual=x)

@@ -19,9 +19,12 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import QuickGELU
 from torch import nn
 
 _FAST_KERNELS = contextvars.ContextVar("tqdm_fast_kernels", default=False)
+HIDDEN_CHUNK_BYTES = 8 * 2 ** 20  # MLP hidden activations per chunk in `feed_forward` (see there)
+QUICK_GELU_FACTOR = 1.702  # open_clip's QuickGELU(x) = x * sigmoid(1.702 x) = SiLU(1.702 x) / 1.702
 
 
 @contextlib.contextmanager
@@ -45,36 +48,42 @@ def fused(x: torch.Tensor) -> bool:
 
 
 def linear(x: torch.Tensor, layer: nn.Linear, *, activation: nn.Module | None = None,
-           residual: torch.Tensor | None = None) -> torch.Tensor:
-    """`residual + activation(layer(x))`, either term optional; fused into one oneDNN kernel where `fused(x)`.
+           residual: torch.Tensor | None = None, product: torch.Tensor | None = None) -> torch.Tensor:
+    """`residual + activation(layer(x))` or `layer(x) * product`; one oneDNN kernel where `fused(x)`.
 
-    Only one of `activation` and `residual` may be given (oneDNN fuses one post-operation here). An activation
-    oneDNN cannot apply (e.g. open_clip's QuickGELU) runs as its own module after the fused linear.
+    At most one of `activation`, `residual` and `product` may be given (oneDNN fuses one post-operation here).
+    An activation oneDNN cannot apply (e.g. open_clip's QuickGELU) runs as its own module after the fused linear.
 
     Args:
         x: (..., C_in).
         layer: the linear layer (its weight and bias are used in their own dtype, which must be x's).
         activation: an nn.ReLU, nn.GELU, nn.SiLU or any other module applied to the output.
         residual: (..., C_out), added to the output.
+        product: (..., C_out), multiplying the output (a gated linear unit's gate).
 
     Returns:
         (..., C_out).
     """
-    return linear_weights(x, layer.weight, layer.bias, activation=activation, residual=residual)
+    return linear_weights(x, layer.weight, layer.bias, activation=activation, residual=residual, product=product)
 
 
 def linear_weights(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *,
-                   activation: nn.Module | None = None, residual: torch.Tensor | None = None) -> torch.Tensor:
+                   activation: nn.Module | None = None, residual: torch.Tensor | None = None,
+                   product: torch.Tensor | None = None) -> torch.Tensor:
     """`linear` with an explicit (C_out, C_in) weight and (C_out,) bias, e.g. slices of a packed projection."""
-    if activation is not None and residual is not None:
-        raise ValueError("linear fuses an activation or a residual addition, not both; apply one of them yourself")
+    if sum(term is not None for term in (activation, residual, product)) > 1:
+        raise ValueError("linear fuses one of an activation, a residual sum and a product, not several; apply "
+                         "the others yourself")
     if not fused(x):
         out = F.linear(x, weight, bias)
         if activation is not None:
             out = activation(out)
+        if product is not None:
+            out = product * out
         return out if residual is None else residual + out
-    if residual is not None:
-        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+    if residual is not None or product is not None:
+        other, operation = (residual, "add") if residual is not None else (product, "mul")
+        return torch.ops.mkldnn._linear_pointwise.binary(x, other, weight, bias, operation)
     attribute, algorithm = _onednn_activation(activation)
     out = torch.ops.mkldnn._linear_pointwise(x, weight, bias, attribute, [], algorithm)
     if activation is not None and attribute == "none":  # not fusable: apply it as its own operation
@@ -105,10 +114,41 @@ def feed_forward(x: torch.Tensor, first: nn.Linear, activation: nn.Module, secon
                  residual: torch.Tensor | None = None) -> torch.Tensor:
     """`residual + second(activation(first(x)))`: a transformer MLP as two fused kernels where `fused(x)`.
 
+    Where fused, the rows go through in chunks whose hidden activations stay under `HIDDEN_CHUNK_BYTES`: the
+    pixel decoder's (5376 tokens x 2048) fp32 hidden layer is 42 MB per window, above glibc's largest mmap
+    threshold (32 MB), so it would be freshly mapped, page-faulted and returned to the system on every call.
+
     Args:
         x: (..., C); residual: optional (..., C).
 
     Returns:
         (..., C).
     """
-    return linear(linear(x, first, activation=activation), second, residual=residual)
+    if not fused(x):
+        return linear(linear(x, first, activation=activation), second, residual=residual)
+    rows = x.reshape(-1, x.shape[-1])
+    residual_rows = None if residual is None else residual.reshape(-1, residual.shape[-1])
+    chunk = max(1, HIDDEN_CHUNK_BYTES // (first.out_features * x.element_size()))
+    outputs = [_fused_feed_forward(rows[start:start + chunk], first, activation, second,
+                                   None if residual_rows is None else residual_rows[start:start + chunk])
+               for start in range(0, rows.shape[0], chunk)]
+    out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+    return out.view(*x.shape[:-1], -1)
+
+
+def _fused_feed_forward(x: torch.Tensor, first: nn.Linear, activation: nn.Module, second: nn.Linear,
+                        residual: torch.Tensor | None) -> torch.Tensor:
+    """`feed_forward` on (rows, C) with the fused kernels.
+
+    open_clip's QuickGELU, x * sigmoid(1.702 x) = SiLU(1.702 x) / 1.702, has no oneDNN form but SiLU has: the
+    1.702 scales the input and bias of the first GEMM (which then applies SiLU) and 1 / 1.702 is the second
+    GEMM's alpha, instead of three passes over the hidden activations (`bf16_network` folds it into the weights).
+    """
+    if not isinstance(activation, QuickGELU):
+        return linear(linear(x, first, activation=activation), second, residual=residual)
+    bias = None if first.bias is None else first.bias * QUICK_GELU_FACTOR
+    hidden = torch.ops.mkldnn._linear_pointwise(x * QUICK_GELU_FACTOR, first.weight, bias, "swish", [], "")
+    base = second.bias if residual is None else residual if second.bias is None else residual + second.bias
+    if base is None:
+        return torch.mm(hidden, second.weight.t()) / QUICK_GELU_FACTOR
+    return torch.addmm(base, hidden, second.weight.t(), alpha=1 / QUICK_GELU_FACTOR)

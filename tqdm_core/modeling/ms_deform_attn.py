@@ -191,9 +191,9 @@ class MultiScaleDeformableAttention(nn.Module):
         value = fused_ops.linear(value, self.value_proj).view(batch, value.shape[1], self.heads, -1)  # (B, Nv, h, C/h)
         # Sampling positions and weights in fp32 whatever the network's dtype: a bf16 position on a 128-pixel level
         # would be off by up to a quarter pixel. The offsets are in pixels of each level.
-        positions = reference_positions + self.sampling_offsets(query)  # fp32 + network dtype -> fp32
+        positions = reference_positions + fused_ops.linear(query, self.sampling_offsets)  # fp32 + network dtype
         positions = positions.view(batch, queries, self.heads, self.levels, self.points, 2)
-        logits = at_least_fp32(self.attention_weights(query)).view(batch, queries, self.heads, -1)
+        logits = at_least_fp32(fused_ops.linear(query, self.attention_weights)).view(batch, queries, self.heads, -1)
         weights = short_softmax(logits).view(batch, queries, self.heads, self.levels, self.points)
         sample = sample_multi_scale if torch.onnx.is_in_onnx_export() else gather_multi_scale
         return fused_ops.linear(sample(value, spatial_shapes, positions, weights), self.output_proj, residual=residual)

@@ -32,3 +32,20 @@ def scores_to_probabilities(scores: torch.Tensor, eps: float = 1e-6) -> torch.Te
         (B, K, H, W), sums to 1 wherever sum_c S_c >> eps.
     """
     return scores / scores.sum(dim=1, keepdim=True).clamp_min(eps)
+
+
+def confidence_and_labels(scores: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """The largest normalised-mixture probability and its class, without forming every P_c.
+
+    max_c S_c / sum S equals max_c (S_c / sum S) exactly (division by one positive number preserves the order),
+    so this makes two passes over the scores where `scores_to_probabilities(scores).max(dim=1)` makes three and
+    writes a (B, K, H, W) tensor. The class is the first maximum of S.
+
+    Args:
+        scores: (B, K, H, W) non-negative scores.
+
+    Returns:
+        confidence (B, H, W) in [0, 1] and labels (B, H, W) int64.
+    """
+    best, labels = scores.max(dim=1)
+    return best / scores.sum(dim=1).clamp_min(eps), labels

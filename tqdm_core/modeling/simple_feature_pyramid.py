@@ -26,5 +26,11 @@ class SimpleFeaturePyramid(nn.Module):
         self.out_channels = [channels] * 4
 
     def forward(self, taps: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Args: taps: 4 maps (B, C, H/16, W/16). Returns: maps at strides 4, 8, 16, 32."""
+        """Args: taps: 4 maps (B, C, H/16, W/16), any memory layout. Returns: maps at strides 4, 8, 16, 32.
+
+        The taps are made channels-last (for one image they already are: views of the ViT tokens), the layout
+        oneDNN computes transposed convolutions in: from contiguous inputs it writes its 4x larger output twice
+        (768 channels at 128x128: 274 ms instead of 130 ms in fp32 on one core of the AMX Xeon).
+        """
+        taps = [tap.contiguous(memory_format=torch.channels_last) for tap in taps]
         return [self.fpn1(taps[0]), self.fpn2(taps[1]), self.fpn3(taps[2]), self.fpn4(taps[3])]
