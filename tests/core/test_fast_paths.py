@@ -4,6 +4,8 @@ Tolerances:
 - gather-based deformable sampling vs grid_sample / naive loops: 1e-9 in float64 (same arithmetic, other order),
   values and gradients; whole tiny models with either sampler: 1e-4 absolute on logits and masks (fp32).
 - un-expanded (B, 1, Q, N) attention mask vs one expanded per head: 1e-6 (the same kernel, broadcast input).
+- attention of many queries to a few keys with the projections folded onto the keys' side: 1e-5 (fp32);
+  the short softmax vs torch's: 1e-6.
 - cached sine position encodings: bit-exact.
 - fused oneDNN linear kernels (bias + activation, residual sum or gating product in the GEMM; the chunked MLP,
   QuickGELU as SiLU with the factor moved into the GEMMs) vs F.linear and the separate ops:
@@ -29,7 +31,7 @@ from torch import nn
 from tqdm_core import Predictor, create_model
 from tqdm_core.inference.export import InferenceGraph
 from tqdm_core.modeling import fused_ops, ms_deform_attn
-from tqdm_core.modeling.attention import multi_head_attention
+from tqdm_core.modeling.attention import few_key_attention, multi_head_attention
 from tqdm_core.modeling.eva_backbone import fast_block, fusable_block, rope_tables
 from tqdm_core.modeling.ms_deform_attn import gather_multi_scale, sample_multi_scale
 from tqdm_core.modeling.position_encoding import _encode, sine_position_encoding
@@ -38,6 +40,7 @@ from tqdm_core.modeling.semantic_inference import semantic_scores
 from tests.core.test_ms_deform_attn import naive_sample
 
 SHAPES = [(3, 4), (5, 2), (6, 7)]
+needs_onednn = pytest.mark.skipif(not fused_ops._onednn_dtypes(), reason="this PyTorch build has no oneDNN")
 
 
 def random_sampling_inputs(batch, queries, heads, head_dim, points, spread, seed):
@@ -83,6 +86,28 @@ def test_models_with_either_sampler_agree(name, monkeypatch):
         torch.testing.assert_close(fast[key], reference[key], rtol=0, atol=1e-4)
 
 
+def test_short_softmax_equals_softmax_even_for_large_logits():
+    logits = torch.randn(5, 7, 12) * 30 + torch.tensor([0.0, 500.0, -500.0, 1e4, 0, 0, 0])[None, :, None]
+    torch.testing.assert_close(fused_ops.short_softmax(logits), logits.softmax(-1), rtol=0, atol=1e-6)
+
+
+@needs_onednn
+@pytest.mark.parametrize("residual", [False, True])
+def test_few_key_attention_equals_multi_head_attention(residual):
+    """Pixels attending to a few text tokens with the projections folded onto the keys' side (8 heads x 5 keys
+    < 64 channels), against the plain attention."""
+    torch.manual_seed(12)
+    attention = nn.MultiheadAttention(64, 8, batch_first=True)
+    query, memory = torch.randn(2, 300, 64), torch.randn(2, 5, 64)
+    extra = {"residual": torch.randn(2, 300, 64)} if residual else {}
+    with torch.no_grad():
+        plain = multi_head_attention(attention, query, memory + 1, memory, **extra)
+        with fused_ops.fast_kernels():
+            folded = multi_head_attention(attention, query, memory + 1, memory, **extra)
+            assert torch.equal(folded, few_key_attention(attention, query, memory + 1, memory, **extra))
+    torch.testing.assert_close(folded, plain, rtol=0, atol=1e-5)
+
+
 def test_attention_mask_broadcast_over_heads_equals_expanded_mask():
     torch.manual_seed(4)
     attention = nn.MultiheadAttention(16, 4, batch_first=True)
@@ -108,9 +133,6 @@ def test_cached_position_encoding_is_exact_and_safe_for_training():
     outputs = model.train()(images)
     outputs["pred_masks"].square().mean().backward()
     assert model.text_encoder.context_tokens.grad is not None
-
-
-needs_onednn = pytest.mark.skipif(not fused_ops._onednn_dtypes(), reason="this PyTorch build has no oneDNN")
 
 
 @needs_onednn

@@ -167,7 +167,7 @@ class MultiScaleDeformableAttention(nn.Module):
             (B or 1, Nq, heads * levels * points * 2), fp32 (or fp64 for fp64 inputs).
         """
         batch, queries, _ = reference_points.shape
-        reference_points = at_least_fp32(reference_points)
+        reference_points = fused_ops.at_least_fp32(reference_points)
         sizes = torch.tensor([[w, h] for h, w in spatial_shapes], dtype=reference_points.dtype,
                              device=reference_points.device)
         pixels = reference_points[:, :, None, :] * sizes  # (B, Nq, L, 2)
@@ -193,28 +193,7 @@ class MultiScaleDeformableAttention(nn.Module):
         # would be off by up to a quarter pixel. The offsets are in pixels of each level.
         positions = reference_positions + fused_ops.linear(query, self.sampling_offsets)  # fp32 + network dtype
         positions = positions.view(batch, queries, self.heads, self.levels, self.points, 2)
-        logits = at_least_fp32(fused_ops.linear(query, self.attention_weights)).view(batch, queries, self.heads, -1)
-        weights = short_softmax(logits).view(batch, queries, self.heads, self.levels, self.points)
+        logits = fused_ops.at_least_fp32(fused_ops.linear(query, self.attention_weights)).view(batch, queries, self.heads, -1)
+        weights = fused_ops.short_softmax(logits).view(batch, queries, self.heads, self.levels, self.points)
         sample = sample_multi_scale if torch.onnx.is_in_onnx_export() else gather_multi_scale
         return fused_ops.linear(sample(value, spatial_shapes, positions, weights), self.output_proj, residual=residual)
-
-
-def short_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over a short last dimension (the 12 levels x points of a head), as four streaming passes.
-
-    Equal to `logits.softmax(-1)` up to rounding (1e-7); PyTorch's CPU softmax loops over each 12-element row on
-    its own and is about 6x slower at this shape.
-
-    Args:
-        logits: (..., n).
-
-    Returns:
-        (..., n), non-negative, summing to 1 over the last dimension.
-    """
-    exponentials = (logits - logits.amax(dim=-1, keepdim=True)).exp()
-    return exponentials / exponentials.sum(dim=-1, keepdim=True)
-
-
-def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
-    """`tensor` in fp32 if it is in a lower precision (bf16, fp16), else unchanged (fp32, fp64)."""
-    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
