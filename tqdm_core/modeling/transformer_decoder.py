@@ -22,17 +22,18 @@ class MaskedAttentionDecoderLayer(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(hidden_dim, ffn_dim), nn.ReLU(inplace=True), nn.Linear(ffn_dim, hidden_dim))
         self.norm3 = nn.LayerNorm(hidden_dim)
 
-    def forward(self, query: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor, memory_pos: torch.Tensor,
+    def forward(self, query: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor, memory_keys: torch.Tensor,
                 blocked: torch.Tensor) -> torch.Tensor:
         """
         Args:
             query: (B, Q, C); query_pos: (Q, C) learned query positions.
-            memory: (B, N, C) one level's features; memory_pos: (N, C) their sine positions.
+            memory: (B, N, C) one level's features; memory_keys: (B, N, C) the memory plus its sine positions
+                (the keys' input, shared by the layers that attend to this level).
             blocked: (B, 1, Q, N) bool, True where a query may not look (outside its predicted mask); the same
                 for every head, so it stays un-expanded and attention broadcasts it.
         """
-        query = self.norm1(multi_head_attention(self.cross_attn, query + query_pos, memory + memory_pos, memory,
-                                                blocked, residual=query))
+        query = self.norm1(multi_head_attention(self.cross_attn, query + query_pos, memory_keys, memory, blocked,
+                                                residual=query))
         q = query + query_pos
         query = self.norm2(multi_head_attention(self.self_attn, q, q, query, residual=query))
         return self.norm3(fused_ops.feed_forward(query, self.ffn[0], self.ffn[1], self.ffn[2], residual=query))
@@ -120,14 +121,14 @@ class TransformerDecoder(nn.Module):
             the final one without `auxiliary`.
         """
         batch = mask_feature.shape[0]
-        levels, level_pos, sizes = [], [], []
+        levels, level_keys, sizes = [], [], []
         for index, memory in enumerate(memories[: self.num_levels]):
             height, width = memory.shape[-2:]
             sizes.append((height, width))
             levels.append(memory.flatten(2).transpose(1, 2) + self.level_embed.weight[index].to(memory.dtype))
             pos = sine_position_encoding(height, width, num_feats=memory.shape[1] // 2, device=memory.device,
                                          dtype=memory.dtype)
-            level_pos.append(pos.flatten(1).transpose(0, 1))  # (C, H, W) -> (HW, C)
+            level_keys.append(levels[-1] + pos.flatten(1).transpose(0, 1))  # + (C, H, W) -> (HW, C) positions
         if self.query_feat_mlp is not None:
             query = self.query_feat_mlp(text)
         else:
@@ -149,7 +150,7 @@ class TransformerDecoder(nn.Module):
         blocked = predict(query, sizes[0] if self.layers else None)
         for index, layer in enumerate(self.layers):
             level = index % self.num_levels
-            query = layer(query, query_pos, levels[level], level_pos[level], blocked)
+            query = layer(query, query_pos, levels[level], level_keys[level], blocked)
             blocked = predict(query, sizes[(index + 1) % self.num_levels] if index + 1 < len(self.layers) else None)
         return predictions
 
