@@ -27,7 +27,9 @@ from tests.ros.ros_harness import (
     fastdds_shm_files, image_message, node_command, NodeProcess, publish_until,
     remove_unused_fastdds_files, REPO_ROOT, reserved_domain, RosClient, SLOW_NODE_SCRIPT,
     stamp_ns, status_values, stop_all)
+import torch
 from tqdm_core import create_model, Predictor, save_checkpoint
+from tqdm_core.inference.precision import resolve_precision
 from tqdm_core.visualization import colorize_labels, overlay
 from tqdm_ros.class_table_publisher import LATCHED_QOS
 from tqdm_ros.compressed_image import compress_rgb8
@@ -337,8 +339,9 @@ def test_malformed_messages_are_skipped_and_counted(setup):
 
 def test_diagnostics_report_model_device_and_latency(setup):
     model = wait_for_state(setup, '/main', ('running',))
-    assert (model['model'], model['device'], model['precision']) == ('tqdm-tiny-rn', 'cpu',
-                                                                     'fp32')
+    # The shipped config's precision 'auto': bf16 on a CPU with native bf16, fp32 elsewhere.
+    picked = resolve_precision('auto', torch.device('cpu'))
+    assert (model['model'], model['device'], model['precision']) == ('tqdm-tiny-rn', 'cpu', picked)
     camera = camera_values(setup, '/main', '/main/cam_a/image')
     assert int(camera['processed']) > 0
     assert 0 < float(camera['latency_p50_ms']) <= float(camera['latency_p95_ms'])
