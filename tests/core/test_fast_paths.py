@@ -241,6 +241,17 @@ def test_bf16_predictor_matches_eager_fp32(name, mode):
     np.testing.assert_allclose(bf16.probabilities, fp32.probabilities, rtol=0, atol=5e-3)
 
 
+def test_bf16_predictor_without_onednn_bf16_runs_the_plain_ops(monkeypatch):
+    """A CPU without AVX-512 has no oneDNN bf16 kernels: the converted bf16 network then runs the plain ops
+    (slowly) and still matches fp32 within the bf16 tolerance."""
+    model = create_model("tqdm-tiny-vit", pretrained=None, seed=0)
+    image = random_image(64, 96, seed=13)
+    fp32 = Predictor(model, precision="fp32").predict(image, return_probabilities=True)
+    monkeypatch.setattr(fused_ops, "_onednn_dtypes", lambda: (torch.float32,))
+    bf16 = Predictor(model, precision="bf16").predict(image, return_probabilities=True)
+    np.testing.assert_allclose(bf16.probabilities, fp32.probabilities, rtol=0, atol=5e-3)
+
+
 def random_image(height, width, seed):
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
