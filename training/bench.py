@@ -140,7 +140,7 @@ def run_config(config: BenchConfig) -> dict:
     result = {"flops": flops, "latencies_s": latencies, "warmup_s": warmup_s,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if config.profile:
-        result["profile"] = op_profile.profile_call(lambda: predictor.predict(image))
+        result["profile"] = op_profile.profile_call(lambda: predictor.predict(image), top=30)
     return result
 
 

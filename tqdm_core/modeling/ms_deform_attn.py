@@ -12,8 +12,10 @@ Two exact formulations of the same sampling, no Python loops over heads or point
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -71,29 +73,16 @@ def gather_multi_scale(value: torch.Tensor, spatial_shapes: list[tuple[int, int]
     """
     batch, _, heads, head_dim = value.shape
     _, queries, _, levels, points, _ = positions.shape
-    device = value.device
-    row_lengths = [width + 3 for _, width in spatial_shapes]
-    level_rows = [(height + 3) * (width + 3) for height, width in spatial_shapes]
-    level_starts = [0, *itertools.accumulate(level_rows)][:-1]
-    total = sum(level_rows)
-    table = value.new_zeros(batch, total, heads * head_dim)  # (B, bordered positions, C)
+    layout = _table_layout(tuple(spatial_shapes), batch, heads, points, positions.dtype, value.device)
+    table = value.new_zeros(batch, layout.total, heads * head_dim)  # (B, bordered positions, C)
     level_values = value.split([h * w for h, w in spatial_shapes], dim=1)
-    for level_value, start, count, (height, width) in zip(level_values, level_starts, level_rows, spatial_shapes):
-        bordered = table[:, start:start + count].view(batch, height + 3, width + 3, -1)
+    for level_value, start, (height, width) in zip(level_values, layout.level_starts, spatial_shapes):
+        bordered = table[:, start:start + (height + 3) * (width + 3)].view(batch, height + 3, width + 3, -1)
         bordered[:, 1:height + 1, 1:width + 1] = level_value.reshape(batch, height, width, -1)  # (B, HW, h, C/h)
     table = table.view(-1, head_dim)  # (B * total * heads, C/heads)
-
-    def per_level(values: list[float], dtype: torch.dtype) -> torch.Tensor:
-        """(heads, levels, points) contiguous constant block holding one value per level."""
-        return torch.tensor(values, dtype=dtype, device=device)[None, :, None].repeat(heads, 1, points)
-
     # Bordered coordinates (+0.5 to the pixel index, +1 for the border), clamped into the border.
-    coordinates = []
-    for axis, limits in ((0, [width + 1 for _, width in spatial_shapes]), (1, [h + 1 for h, _ in spatial_shapes])):
-        plane = positions[..., axis] + 0.5  # (B, Nq, h, L, P)
-        coordinates.append(torch.clamp(plane, min=torch.zeros((), device=device, dtype=plane.dtype),
-                                       max=per_level(limits, plane.dtype)))
-    (x, y) = coordinates
+    x = torch.clamp(positions[..., 0] + 0.5, min=layout.zero, max=layout.x_limits)  # (B, Nq, h, L, P)
+    y = torch.clamp(positions[..., 1] + 0.5, min=layout.zero, max=layout.y_limits)
     x0, y0 = x.floor(), y.floor()
     fx, fy = x - x0, y - y0
     below = weights * fy  # the attention weight split between the upper and lower row of corners
@@ -103,20 +92,63 @@ def gather_multi_scale(value: torch.Tensor, spatial_shapes: list[tuple[int, int]
     # contiguously, and the stack copies L x P blocks instead of single elements.
     corner_weights = torch.stack([above * left, above * fx, below * left, below * fx], dim=-3)  # (B, Nq, h, 4, L, P)
     # First row of every sample: (b * total + start_l + y * (W_l + 3) + x) * heads + m, int32 (B, Nq, h, L, P).
-    row_stride = per_level([length * heads for length in row_lengths], torch.int32)
-    starts = torch.tensor(level_starts, dtype=torch.int32, device=device)
-    base = (torch.arange(batch, dtype=torch.int32, device=device)[:, None] * total + starts) * heads  # (B, L)
-    base = base[:, None, None, :, None] + torch.arange(heads, dtype=torch.int32, device=device)[:, None, None]
-    first = torch.addcmul(base.expand(batch, 1, heads, levels, points), y0.int(), row_stride)
-    first = first.add_(x0.int(), alpha=heads)
-    # The corners' rows: +0, +heads (right), +row stride (below), +row stride + heads.
-    steps = torch.stack([torch.zeros_like(row_stride), torch.full_like(row_stride, heads), row_stride,
-                         row_stride + heads], dim=-3)  # (h, 4, L, P)
-    rows = first[:, :, :, None] + steps  # (B, Nq, h, 4, L, P)
+    first = torch.addcmul(layout.base, y0.int(), layout.row_stride).add_(x0.int(), alpha=heads)
+    rows = first[:, :, :, None] + layout.corner_steps  # (B, Nq, h, 4, L, P)
     bag = levels * points * 4
     out = F.embedding_bag(rows.view(-1, bag), table, per_sample_weights=corner_weights.reshape(-1, bag).to(table.dtype),
                           mode="sum")  # (B * Nq * h, C/h)
     return out.view(batch, queries, heads * head_dim)  # bags are (b, q, m)-ordered: a view, no copy
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """Where `gather_multi_scale` finds every level in its bordered value table, as constant blocks.
+
+    Attributes:
+        level_starts: first bordered position of each level; total: bordered positions per image.
+        zero: 0-d lower clamp; x_limits, y_limits: (heads, L, P) upper clamps W_l + 1 and H_l + 1.
+        row_stride: (heads, L, P) int32 rows between vertically adjacent pixels, (W_l + 3) * heads.
+        base: (B, 1, heads, L, P) int32 row of the first pixel of level l, head m, image b.
+        corner_steps: (heads, 4, L, P) int32 rows from a sample's first corner to its 4 corners.
+    """
+
+    level_starts: tuple[int, ...]
+    total: int
+    zero: torch.Tensor
+    x_limits: torch.Tensor
+    y_limits: torch.Tensor
+    row_stride: torch.Tensor
+    base: torch.Tensor
+    corner_steps: torch.Tensor
+
+
+@functools.lru_cache(maxsize=16)
+def _table_layout(spatial_shapes: tuple[tuple[int, int], ...], batch: int, heads: int, points: int,
+                  dtype: torch.dtype, device: torch.device) -> TableLayout:
+    """The constants of `gather_multi_scale` for one input size, built once (about 15 small tensors per call
+    otherwise, in every layer). Plain tensors made outside inference mode, as the cached position encodings."""
+    levels = len(spatial_shapes)
+    level_rows = [(height + 3) * (width + 3) for height, width in spatial_shapes]
+    level_starts = [0, *itertools.accumulate(level_rows)][:-1]
+    total = sum(level_rows)
+    with torch.inference_mode(False), torch.no_grad():
+
+        def per_level(values: list[float], kind: torch.dtype) -> torch.Tensor:
+            """(heads, levels, points) contiguous block holding one value per level."""
+            return torch.tensor(values, dtype=kind, device=device)[None, :, None].repeat(heads, 1, points)
+
+        row_stride = per_level([(width + 3) * heads for _, width in spatial_shapes], torch.int32)
+        starts = torch.tensor(level_starts, dtype=torch.int32, device=device)
+        base = (torch.arange(batch, dtype=torch.int32, device=device)[:, None] * total + starts) * heads  # (B, L)
+        base = base[:, None, None, :, None] + torch.arange(heads, dtype=torch.int32, device=device)[:, None, None]
+        steps = torch.stack([torch.zeros_like(row_stride), torch.full_like(row_stride, heads), row_stride,
+                             row_stride + heads], dim=-3)  # +0, +heads (right), +row (below), +row + heads
+        return TableLayout(level_starts=tuple(level_starts), total=total,
+                           zero=torch.zeros((), dtype=dtype, device=device),
+                           x_limits=per_level([width + 1 for _, width in spatial_shapes], dtype),
+                           y_limits=per_level([height + 1 for height, _ in spatial_shapes], dtype),
+                           row_stride=row_stride, base=base.expand(batch, 1, heads, levels, points).contiguous(),
+                           corner_steps=steps)
 
 
 class MultiScaleDeformableAttention(nn.Module):
@@ -188,12 +220,13 @@ class MultiScaleDeformableAttention(nn.Module):
             (B, Nq, C).
         """
         batch, queries, _ = query.shape
-        value = fused_ops.linear(value, self.value_proj).view(batch, value.shape[1], self.heads, -1)  # (B, Nv, h, C/h)
+        value = fused_ops.linear(value, self.value_proj).view(batch, value.shape[1], self.heads, -1)  # (B, N, h, C/h)
         # Sampling positions and weights in fp32 whatever the network's dtype: a bf16 position on a 128-pixel level
         # would be off by up to a quarter pixel. The offsets are in pixels of each level.
         positions = reference_positions + fused_ops.linear(query, self.sampling_offsets)  # fp32 + network dtype
         positions = positions.view(batch, queries, self.heads, self.levels, self.points, 2)
-        logits = fused_ops.at_least_fp32(fused_ops.linear(query, self.attention_weights)).view(batch, queries, self.heads, -1)
+        logits = fused_ops.at_least_fp32(fused_ops.linear(query, self.attention_weights))
+        logits = logits.view(batch, queries, self.heads, -1)  # (B, Nq, h, L * P)
         weights = fused_ops.short_softmax(logits).view(batch, queries, self.heads, self.levels, self.points)
         sample = sample_multi_scale if torch.onnx.is_in_onnx_export() else gather_multi_scale
         return fused_ops.linear(sample(value, spatial_shapes, positions, weights), self.output_proj, residual=residual)
