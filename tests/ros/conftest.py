@@ -1,4 +1,4 @@
-"""Fixtures shared by the ROS tests: a colcon-built install space of this package."""
+"""Fixtures shared by the ROS tests: a reserved ROS domain, a colcon-built install space of this package."""
 
 import os
 import pathlib
@@ -8,7 +8,18 @@ import sys
 
 import pytest
 
-from tests.ros.ros_harness import REPO_ROOT
+from tests.ros.ros_harness import (
+    fastdds_shm_files, remove_unused_fastdds_files, REPO_ROOT, reserved_domain)
+
+
+@pytest.fixture(scope='module')
+def ros_domain():
+    """Reserve a ROS_DOMAIN_ID for the module; remove the Fast DDS files it leaves after."""
+    shm_before = fastdds_shm_files()
+    with reserved_domain() as domain:
+        yield domain
+    remove_unused_fastdds_files(shm_before)
+
 
 PACKAGE_FILES = ('package.xml', 'setup.py', 'setup.cfg', 'README.md', 'resource', 'launch',
                  'config', 'tqdm_core', 'tqdm_ros', 'training')

@@ -24,9 +24,8 @@ from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32MultiArray, String
 from tests.ros.ros_harness import (
-    fastdds_shm_files, image_message, node_command, NodeProcess, publish_until,
-    remove_unused_fastdds_files, REPO_ROOT, reserved_domain, RosClient, SLOW_NODE_SCRIPT,
-    stamp_ns, status_values, stop_all)
+    image_message, node_command, NodeProcess, publish_until, REPO_ROOT, RosClient,
+    SLOW_NODE_SCRIPT, stamp_ns, status_values, stop_all)
 import torch
 from tqdm_core import create_model, Predictor, save_checkpoint
 from tqdm_core.inference.precision import resolve_precision
@@ -63,14 +62,6 @@ def write_params(path, **parameters) -> str:
     path.write_text(yaml.safe_dump({'/**/segmentation_node': {'ros__parameters': parameters}}))
     return str(path)
 
-
-@pytest.fixture(scope='module')
-def ros_domain():
-    """Reserve a ROS_DOMAIN_ID for the module; remove the Fast DDS files it leaves after."""
-    shm_before = fastdds_shm_files()
-    with reserved_domain() as domain:
-        yield domain
-    remove_unused_fastdds_files(shm_before)
 
 
 @pytest.fixture(scope='module')

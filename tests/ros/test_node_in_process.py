@@ -12,7 +12,6 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
-import pytest
 import rclpy
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters, ListParameters
@@ -22,9 +21,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from tests.ros.ros_harness import (
-    fastdds_shm_files, image_message, MessageLog, remove_unused_fastdds_files, reserved_domain,
-    RosClient, stamp_ns)
+from tests.ros.ros_harness import image_message, MessageLog, RosClient, stamp_ns
 from tqdm_ros.parameters import PARAMETER_SPECS, RUNTIME_PARAMETERS
 from tqdm_ros.segmentation_node import SegmentationNode
 
@@ -32,13 +29,6 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 TIMEOUT_S = 60.0
 FRAME = np.random.default_rng(11).integers(0, 256, (48, 64, 3), dtype=np.uint8)
 
-
-@pytest.fixture(scope='module')
-def ros_domain():
-    shm_before = fastdds_shm_files()
-    with reserved_domain() as domain:
-        yield domain
-    remove_unused_fastdds_files(shm_before)
 
 
 class SpunNode:

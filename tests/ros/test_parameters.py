@@ -9,7 +9,7 @@ from rclpy.parameter import Parameter
 from tqdm_core import create_model, InferenceOptions, InvalidOption, Predictor
 from tqdm_core.inference.options import CHOICES, RANGES
 
-from tests.ros.ros_harness import REPO_ROOT, reserved_domain
+from tests.ros.ros_harness import REPO_ROOT
 from tqdm_ros.parameters import (
     NodeParameters, OPTION_NAMES, PARAMETER_SPECS, ParameterError, SPECS_BY_NAME,
     validate_parameters, validate_value)
@@ -23,11 +23,6 @@ DEFAULTS = {spec.name: spec.default for spec in PARAMETER_SPECS}
 def tiny_model():
     return create_model('tqdm-tiny-rn', pretrained=None, seed=0)
 
-
-@pytest.fixture(scope='module')
-def ros_domain():
-    with reserved_domain() as domain:
-        yield domain
 
 
 @contextlib.contextmanager

@@ -1,19 +1,13 @@
 """Two CPU processes under torchrun (gloo) train in lock-step and end with identical weights."""
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import torch
-import yaml
 
-from tests.training.conftest import small_config
+from tests.training.conftest import REPO_ROOT, small_config, torchrun_command
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Run by torchrun in each process: train, then save this process's weights.
 WORKER = textwrap.dedent("""
@@ -32,23 +26,12 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 def test_two_gloo_processes_end_with_identical_weights(camvid_two_frames, tmp_path):
     config = small_config(camvid_two_frames, tmp_path / "run", "batch_size=1", "schedule.iterations=3",
                           "schedule.warmup_iterations=0", "optimizer.lr=1e-3", "checkpoint_interval=3",
                           "augmentation.photometric=true", "augmentation.flip_prob=0.5")
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config.to_dict()))
-    worker = tmp_path / "worker.py"
-    worker.write_text(WORKER)
-    environment = dict(os.environ, PYTHONPATH=str(REPO_ROOT), GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), str(worker), str(config_path), str(tmp_path)]
+    command, environment = torchrun_command(config, WORKER, tmp_path)
     result = subprocess.run(command, cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
 
-from tests.training.conftest import small_config
-from tests.training.test_data_parallel import REPO_ROOT, _free_port
+from tests.training.conftest import REPO_ROOT, small_config, torchrun_command
 from training.run_folder import LOG_FILE
 
 # Run by torchrun in each process: say its pid, then train far longer than the test lasts.
@@ -51,13 +48,7 @@ def test_ranks_end_when_torchrun_is_killed(camvid_two_frames, tmp_path):
     folder = tmp_path / "run"
     config = small_config(camvid_two_frames, folder, "batch_size=1", "schedule.iterations=100000",
                           "checkpoint_interval=100000")
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config.to_dict()))
-    worker = tmp_path / "worker.py"
-    worker.write_text(WORKER)
-    environment = dict(os.environ, PYTHONPATH=str(REPO_ROOT), GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), str(worker), str(config_path), str(tmp_path)]
+    command, environment = torchrun_command(config, WORKER, tmp_path)
     launcher = subprocess.Popen(command, cwd=REPO_ROOT, env=environment, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
     ranks: list[int] = []
