@@ -17,7 +17,7 @@ factor folded into the weights around it: QuickGELU(W x + b) = SiLU(1.702 W x + 
 
 Convolution weights are stored channels-last: oneDNN's bf16 convolutions work in that layout, and on contiguous
 (NCHW) tensors PyTorch reorders every input and output around them (a 1x1 convolution over a 768-channel
-128x128 map took 120 ms instead of 8). The activations follow the weights' layout from the first convolution on.
+128x128 map took 120 ms instead of 8 on one core). The activations follow the weights' layout from the first convolution on.
 """
 from __future__ import annotations
 

@@ -7,8 +7,12 @@ three (`F.linear` first copies the bias into the whole output, an activation or 
 writes it again). oneDNN's GEMM on AMX is also what makes bf16 fast.
 
 Everywhere else (training, a direct `model(images)`, CUDA, torch.compile and ONNX export, which fuse on their
-own) the same functions run the plain ops in the order the model code always used, so those outputs are
-unchanged bit for bit. tests/core/test_fast_paths.py pins the fused results to the plain ones.
+own) the same functions run the plain ops in the order the model code used before they existed (F.linear, the
+activation module, then the sum or product), bit for bit. tests/core/test_fast_paths.py pins the fused results to
+the plain ones.
+
+Also here: `feed_forward` (a transformer MLP, chunked over rows when fused), `short_softmax` (softmax over a few
+elements, as streaming passes) and `at_least_fp32`.
 """
 from __future__ import annotations
 
