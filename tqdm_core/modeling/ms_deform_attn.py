@@ -73,7 +73,9 @@ def gather_multi_scale(value: torch.Tensor, spatial_shapes: list[tuple[int, int]
     """
     batch, _, heads, head_dim = value.shape
     _, queries, _, levels, points, _ = positions.shape
-    layout = _table_layout(tuple(spatial_shapes), batch, heads, points, positions.dtype, value.device)
+    arguments = (tuple(spatial_shapes), batch, heads, points, positions.dtype, value.device)
+    # Traced (compile) graphs build the constants in the graph; eager calls reuse them.
+    layout = _build_table_layout(*arguments) if torch.compiler.is_compiling() else _table_layout(*arguments)
     table = value.new_zeros(batch, layout.total, heads * head_dim)  # (B, bordered positions, C)
     level_values = value.split([h * w for h, w in spatial_shapes], dim=1)
     for level_value, start, (height, width) in zip(level_values, layout.level_starts, spatial_shapes):
@@ -122,11 +124,10 @@ class TableLayout:
     corner_steps: torch.Tensor
 
 
-@functools.lru_cache(maxsize=16)
-def _table_layout(spatial_shapes: tuple[tuple[int, int], ...], batch: int, heads: int, points: int,
-                  dtype: torch.dtype, device: torch.device) -> TableLayout:
-    """The constants of `gather_multi_scale` for one input size, built once (about 15 small tensors per call
-    otherwise, in every layer). Plain tensors made outside inference mode, as the cached position encodings."""
+def _build_table_layout(spatial_shapes: tuple[tuple[int, int], ...], batch: int, heads: int, points: int,
+                        dtype: torch.dtype, device: torch.device) -> TableLayout:
+    """The constants of `gather_multi_scale` for one input size (about 15 small tensors). Cached for eager calls
+    (`_table_layout`): plain tensors made outside inference mode, as the cached position encodings."""
     levels = len(spatial_shapes)
     level_rows = [(height + 3) * (width + 3) for height, width in spatial_shapes]
     level_starts = [0, *itertools.accumulate(level_rows)][:-1]
@@ -149,6 +150,9 @@ def _table_layout(spatial_shapes: tuple[tuple[int, int], ...], batch: int, heads
                            y_limits=per_level([height + 1 for height, _ in spatial_shapes], dtype),
                            row_stride=row_stride, base=base.expand(batch, 1, heads, levels, points).contiguous(),
                            corner_steps=steps)
+
+
+_table_layout = functools.lru_cache(maxsize=16)(_build_table_layout)
 
 
 class MultiScaleDeformableAttention(nn.Module):
