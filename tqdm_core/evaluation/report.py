@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from tqdm_core.classes import ClassTable
 from tqdm_core.evaluation.calibration import CalibrationResult
 from tqdm_core.evaluation.figures import OverlayFrame
 from tqdm_core.evaluation.sem_seg_evaluator import SemSegEvaluator
+from tqdm_core.staged_output import staged_path
 
 REPORT_JSON = "report.json"
 SUMMARY_MD = "summary.md"
@@ -204,29 +202,10 @@ def write_report(report: EvaluationReport, output: str | Path) -> Path:
         FileExistsError: `output` exists.
     """
     output = Path(output)
-    with staged_folder(output) as staging:
+    with staged_path(output) as staging:
+        staging.mkdir()
         write_report_files(report, staging)
     return output
-
-
-@contextmanager
-def staged_folder(output: Path) -> Iterator[Path]:
-    """Yield a new hidden folder next to `output`, renamed to `output` only if the block succeeds.
-
-    Raises:
-        FileExistsError: `output` exists already.
-    """
-    if output.exists():
-        raise FileExistsError(f"'{output}' exists; remove it or choose another output path")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = output.with_name(f".{output.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        yield staging
-        staging.rename(output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _plain(value):

@@ -13,7 +13,6 @@ import functools
 import importlib
 import pathlib
 import re
-import shutil
 import sqlite3
 
 import numpy as np
@@ -23,6 +22,7 @@ from rosbags.rosbag2 import ReaderError
 from rosbags.typesys import get_types_from_msg, get_typestore, Stores, TypesysError
 from rosbags.typesys.store import Typestore
 from tqdm_core.classes import ClassTable
+from tqdm_core.staged_output import staged_path
 
 from tqdm_ros.camera_topics import COMPRESSED_SUFFIX
 from tqdm_ros.class_table_json import class_table_from_json, ClassTableFormatError
@@ -94,30 +94,18 @@ def _referenced_types(fielddef: object) -> Iterator[str]:
 
 @contextmanager
 def staged_bag_path(output: pathlib.Path) -> Iterator[pathlib.Path]:
-    """Yield a staging path for a new bag and move it to ``output`` only if the block succeeds.
-
-    The staging directory has the final name inside a hidden sibling folder, because rosbag2
-    names its storage file after the bag directory. On any exception (Ctrl-C included) the
-    staging folder is removed, so ``output`` either holds a complete bag or does not exist.
+    """Yield a staging path for a new bag, moved to ``output`` only if the block succeeds.
 
     Raises:
         FileExistsError: ``output`` exists already.
+        ValueError: ``output`` ends in '.bag'.
     """
-    if output.exists():
-        raise FileExistsError(f"'{output}' exists; remove it or choose another output path")
     if output.suffix == '.bag':
         raise ValueError(f"'{output}': a '.bag' name marks a ROS 1 bag file to rosbags readers; "
                          f"name the rosbag2 directory without it, e.g. "
                          f"'{output.with_suffix('')}'")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    holder = output.parent / f'.{output.name}.partial'
-    shutil.rmtree(holder, ignore_errors=True)
-    holder.mkdir()
-    try:
-        yield holder / output.name
-        (holder / output.name).rename(output)
-    finally:
-        shutil.rmtree(holder, ignore_errors=True)
+    with staged_path(output) as staging:
+        yield staging
 
 
 @contextmanager
