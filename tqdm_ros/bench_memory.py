@@ -72,11 +72,11 @@ def measure_node(frames: int) -> list:
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     from tqdm_ros.image_conversion import numpy_to_image
+    from tqdm_ros.spinning_node import spinning_node
 
     images = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
               for p in sorted(SAMPLE.glob('*.png'))]
@@ -86,54 +86,50 @@ def measure_node(frames: int) -> list:
         'input_qos:=reliable', '-r', f'__ns:={NAMESPACE}'])
     context = rclpy.Context()
     rclpy.init(context=context)
-    client = rclpy.create_node('memory_bench', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(client)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    answered = threading.Event()
-    reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-    client.create_subscription(Image, f'{NAMESPACE}/camera/segmentation/labels',
-                               lambda _: answered.set(), reliable)
-    publisher = client.create_publisher(Image, TOPIC, reliable)
-    stages = []
     try:
-        change_state = client.create_client(
-            ChangeState, f'{NAMESPACE}/segmentation_node/change_state')
-        if not change_state.wait_for_service(timeout_sec=TIMEOUT_S):
-            raise RuntimeError('the node did not come up')
-        time.sleep(1.0)
-        stages.append(('started (unconfigured)', process_memory_mb(node.pid)))
-        for name, transition in (('configured (model loaded)', Transition.TRANSITION_CONFIGURE),
-                                 ('active', Transition.TRANSITION_ACTIVATE)):
-            request = ChangeState.Request()
-            request.transition.id = transition
-            future = change_state.call_async(request)
-            deadline = time.monotonic() + TIMEOUT_S
-            while not future.done() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if not future.done() or not future.result().success:
-                raise RuntimeError(f'transition to {name} failed')
-            time.sleep(1.0)
-            stages.append((name, process_memory_mb(node.pid)))
-        for index in range(frames):
-            answered.clear()
-            message = numpy_to_image(images[index % len(images)], 'rgb8')
-            message.header.stamp.sec = index + 1
-            for _ in range(int(TIMEOUT_S)):  # the first frames may go before matching
-                publisher.publish(message)
-                if answered.wait(1.0):
-                    break
-            else:
-                raise RuntimeError('no labels from the node')
-        time.sleep(1.0)
-        stages.append((f'after {frames} frames of 480x360', process_memory_mb(node.pid)))
+        with spinning_node('memory_bench', context=context) as client:
+            answered = threading.Event()
+            reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+            client.create_subscription(Image, f'{NAMESPACE}/camera/segmentation/labels',
+                                       lambda _: answered.set(), reliable)
+            publisher = client.create_publisher(Image, TOPIC, reliable)
+            stages = []
+            try:
+                change_state = client.create_client(
+                    ChangeState, f'{NAMESPACE}/segmentation_node/change_state')
+                if not change_state.wait_for_service(timeout_sec=TIMEOUT_S):
+                    raise RuntimeError('the node did not come up')
+                time.sleep(1.0)
+                stages.append(('started (unconfigured)', process_memory_mb(node.pid)))
+                for name, transition in (
+                        ('configured (model loaded)', Transition.TRANSITION_CONFIGURE),
+                        ('active', Transition.TRANSITION_ACTIVATE)):
+                    request = ChangeState.Request()
+                    request.transition.id = transition
+                    future = change_state.call_async(request)
+                    deadline = time.monotonic() + TIMEOUT_S
+                    while not future.done() and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    if not future.done() or not future.result().success:
+                        raise RuntimeError(f'transition to {name} failed')
+                    time.sleep(1.0)
+                    stages.append((name, process_memory_mb(node.pid)))
+                for index in range(frames):
+                    answered.clear()
+                    message = numpy_to_image(images[index % len(images)], 'rgb8')
+                    message.header.stamp.sec = index + 1
+                    for _ in range(int(TIMEOUT_S)):  # the first frames may go before matching
+                        publisher.publish(message)
+                        if answered.wait(1.0):
+                            break
+                    else:
+                        raise RuntimeError('no labels from the node')
+                time.sleep(1.0)
+                stages.append((f'after {frames} frames of 480x360', process_memory_mb(node.pid)))
+            finally:
+                node.terminate()
+                node.wait(60.0)
     finally:
-        node.terminate()
-        node.wait(60.0)
-        executor.shutdown()
-        spinner.join(10.0)
-        client.destroy_node()
         rclpy.shutdown(context=context)
     return stages
 

@@ -160,13 +160,13 @@ def main(argv=None) -> None:
     network_safe_environment()
     from diagnostic_msgs.msg import DiagnosticArray
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     import torch
     from tqdm_core import create_model, Predictor, save_checkpoint
 
     from tqdm_ros.image_conversion import numpy_to_image
+    from tqdm_ros.spinning_node import spinning_node
 
     workdir = tempfile.TemporaryDirectory(prefix='tqdm_bench_')
     checkpoint = args.checkpoint or str(save_checkpoint(
@@ -180,55 +180,49 @@ def main(argv=None) -> None:
         f'__ns:={NAMESPACE}']
     context = rclpy.Context()
     rclpy.init(context=context)
-    client = rclpy.create_node('segmentation_bench', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(client)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-    waiter, diagnostics = LabelWaiter(), DiagnosticsWatcher()
-    client.create_subscription(Image, f'{OUTPUTS}/labels', waiter, reliable)
-    client.create_subscription(DiagnosticArray, '/diagnostics', diagnostics, 10)
-    if args.all_outputs:
-        for name in ('confidence', 'confidence_mono8', 'color_mask', 'overlay'):
-            client.create_subscription(Image, f'{OUTPUTS}/{name}', lambda _: None, reliable)
-    publisher = client.create_publisher(Image, TOPIC, reliable)
-    predictor = Predictor.from_checkpoint(checkpoint, device=args.device,
-                                          precision=args.precision)
-    rng = np.random.default_rng(0)
-    rows = []
     try:
-        for size_index, (height, width) in enumerate(args.sizes):
-            frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-                      for _ in range(args.warmup + args.frames)]
-            messages = [numpy_to_image(f, 'rgb8') for f in frames]
-            # A fresh node per size: its diagnostics windows then hold this size only.
-            node = subprocess.Popen(node_command)
-            try:
-                first_stamp = 1000 * (size_index + 1)
-                wait_until_connected(publisher, waiter, messages[0], node, first_stamp - 1)
-                time_frames(publisher, waiter, predictor, frames[:args.warmup],
-                            messages[:args.warmup], first_stamp=first_stamp)
-                before = diagnostics.fresh_values()
-                node_s, predictor_s = time_frames(
-                    publisher, waiter, predictor, frames[args.warmup:], messages[args.warmup:],
-                    first_stamp=first_stamp + args.warmup)
-                after = diagnostics.fresh_values()
-            finally:
-                node.terminate()
-                node.wait(60.0)
-            if int(after['processed']) - int(before['processed']) != args.frames:
-                raise RuntimeError('the node processed frames the benchmark did not send')
-            # Mean model time inside the node over exactly the timed frames.
-            inference_s = (float(after['inference_total_s'])
-                           - float(before['inference_total_s'])) / args.frames
-            rows.append(((height, width), percentiles_ms(node_s), percentiles_ms(predictor_s),
-                         float(np.mean(node_s)) * 1e3, inference_s * 1e3,
-                         float(after['overhead_p50_ms'])))
+        with spinning_node('segmentation_bench', context=context) as client:
+            reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+            waiter, diagnostics = LabelWaiter(), DiagnosticsWatcher()
+            client.create_subscription(Image, f'{OUTPUTS}/labels', waiter, reliable)
+            client.create_subscription(DiagnosticArray, '/diagnostics', diagnostics, 10)
+            if args.all_outputs:
+                for name in ('confidence', 'confidence_mono8', 'color_mask', 'overlay'):
+                    client.create_subscription(Image, f'{OUTPUTS}/{name}', lambda _: None,
+                                               reliable)
+            publisher = client.create_publisher(Image, TOPIC, reliable)
+            predictor = Predictor.from_checkpoint(checkpoint, device=args.device,
+                                                  precision=args.precision)
+            rng = np.random.default_rng(0)
+            rows = []
+            for size_index, (height, width) in enumerate(args.sizes):
+                frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+                          for _ in range(args.warmup + args.frames)]
+                messages = [numpy_to_image(f, 'rgb8') for f in frames]
+                # A fresh node per size: its diagnostics windows then hold this size only.
+                node = subprocess.Popen(node_command)
+                try:
+                    first_stamp = 1000 * (size_index + 1)
+                    wait_until_connected(publisher, waiter, messages[0], node, first_stamp - 1)
+                    time_frames(publisher, waiter, predictor, frames[:args.warmup],
+                                messages[:args.warmup], first_stamp=first_stamp)
+                    before = diagnostics.fresh_values()
+                    node_s, predictor_s = time_frames(
+                        publisher, waiter, predictor, frames[args.warmup:], messages[args.warmup:],
+                        first_stamp=first_stamp + args.warmup)
+                    after = diagnostics.fresh_values()
+                finally:
+                    node.terminate()
+                    node.wait(60.0)
+                if int(after['processed']) - int(before['processed']) != args.frames:
+                    raise RuntimeError('the node processed frames the benchmark did not send')
+                # Mean model time inside the node over exactly the timed frames.
+                inference_s = (float(after['inference_total_s'])
+                               - float(before['inference_total_s'])) / args.frames
+                rows.append(((height, width), percentiles_ms(node_s), percentiles_ms(predictor_s),
+                             float(np.mean(node_s)) * 1e3, inference_s * 1e3,
+                             float(after['overhead_p50_ms'])))
     finally:
-        executor.shutdown()
-        spinner.join(10.0)
-        client.destroy_node()
         rclpy.shutdown(context=context)
         workdir.cleanup()
     print_summary(rows, predictor.describe(), args, torch.get_num_threads())

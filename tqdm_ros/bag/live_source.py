@@ -239,8 +239,6 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
         TimeoutError: no node publishes the outputs or subscribes to the camera topic.
         BagError: the node publishes no valid class table.
     """
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
@@ -249,6 +247,7 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
     from tqdm_ros.bag.replay import BagPlayer, ReplayConfig
     from tqdm_ros.camera_topics import camera_output_namespace
     from tqdm_ros.class_table_publisher import LATCHED_QOS
+    from tqdm_ros.spinning_node import spinning_node
 
     camera_topic = live.camera_topic or frames.image_topic
     namespace = (live.output_namespace
@@ -257,67 +256,62 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
     warmup_stamp, warmup_raw, period_s, camera_type = _first_frame(frames.path,
                                                                    frames.image_topic)
     outputs = _NodeOutputs()
-    node = rclpy.create_node('tqdm_bag_evaluator', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, name='evaluator_executor', daemon=True)
-    spinner.start()
     player = recorder = None
     threads: list[_Thread] = []
-    try:
-        node.create_subscription(String, f'{namespace}/class_table', outputs.on_class_table,
-                                 LATCHED_QOS)
-        _wait_for_publishers(node, [labels_topic, confidence_topic], live.discovery_timeout_s)
-        for topic, callback in ((labels_topic, outputs.on_labels),
-                                (confidence_topic, outputs.on_confidence)):
-            offered = [i.qos_profile for i in node.get_publishers_info_by_topic(topic)]
-            node.create_subscription(Image, topic, callback,
-                                     subscription_qos(offered, depth=100))
-        node.create_subscription(camera_type, camera_topic, outputs.on_camera,
-                                 QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
-                                 raw=True)
-        if not outputs.wait(lambda: outputs.class_table_json is not None,
-                            live.discovery_timeout_s):
-            raise TimeoutError(f'no class table on {namespace}/class_table within '
-                               f'{live.discovery_timeout_s:g} s; is the node configured?')
-        model_classes = node_class_table(outputs.class_table_json)
-        warmup_s = _warm_up(node, outputs, camera_topic, camera_type, warmup_stamp, warmup_raw,
-                            live)
-        rate = live.rate or min(1.0, period_s / (live.warmup_margin * warmup_s))
-        outputs.clear()
-        player = BagPlayer(frames.path, context=context, config=ReplayConfig(
-            rate=rate, topics=(frames.image_topic,), clock_hz=0.0,
-            wait_for_subscribers_s=live.discovery_timeout_s,
-            remap=(((frames.image_topic, camera_topic),)
-                   if camera_topic != frames.image_topic else ())))
-        if record_to is not None:
-            recorder = Recorder(record_to, context=context, config=RecordConfig(
-                topics=(labels_topic, confidence_topic),
-                discovery_timeout_s=live.discovery_timeout_s))
-            threads.append(_Thread(recorder.run, 'recorder'))
+    with spinning_node('tqdm_bag_evaluator', context=context,
+                       join_timeout_s=live.settle_timeout_s) as node:
+        try:
+            node.create_subscription(String, f'{namespace}/class_table', outputs.on_class_table,
+                                     LATCHED_QOS)
+            _wait_for_publishers(node, [labels_topic, confidence_topic], live.discovery_timeout_s)
+            for topic, callback in ((labels_topic, outputs.on_labels),
+                                    (confidence_topic, outputs.on_confidence)):
+                offered = [i.qos_profile for i in node.get_publishers_info_by_topic(topic)]
+                node.create_subscription(Image, topic, callback,
+                                         subscription_qos(offered, depth=100))
+            node.create_subscription(camera_type, camera_topic, outputs.on_camera,
+                                     QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+                                     raw=True)
+            if not outputs.wait(lambda: outputs.class_table_json is not None,
+                                live.discovery_timeout_s):
+                raise TimeoutError(f'no class table on {namespace}/class_table within '
+                                   f'{live.discovery_timeout_s:g} s; is the node configured?')
+            model_classes = node_class_table(outputs.class_table_json)
+            warmup_s = _warm_up(node, outputs, camera_topic, camera_type, warmup_stamp, warmup_raw,
+                                live)
+            rate = live.rate or min(1.0, period_s / (live.warmup_margin * warmup_s))
+            outputs.clear()
+            player = BagPlayer(frames.path, context=context, config=ReplayConfig(
+                rate=rate, topics=(frames.image_topic,), clock_hz=0.0,
+                wait_for_subscribers_s=live.discovery_timeout_s,
+                remap=(((frames.image_topic, camera_topic),)
+                       if camera_topic != frames.image_topic else ())))
+            if record_to is not None:
+                recorder = Recorder(record_to, context=context, config=RecordConfig(
+                    topics=(labels_topic, confidence_topic),
+                    discovery_timeout_s=live.discovery_timeout_s))
+                threads.append(_Thread(recorder.run, 'recorder'))
+                threads[-1].start()
+                _wait_for_recorder(recorder, threads[-1], 2, live.discovery_timeout_s)
+            threads.append(_Thread(player.play, 'replay'))
             threads[-1].start()
-            _wait_for_recorder(recorder, threads[-1], 2, live.discovery_timeout_s)
-        threads.append(_Thread(player.play, 'replay'))
-        threads[-1].start()
-        yield LiveSession(
-            model_classes=model_classes, frames=frames, outputs=outputs, replay=threads[-1],
-            settle_timeout_s=live.settle_timeout_s,
-            run={'replay_rate': rate, 'rate_chosen_automatically': live.rate is None,
-                 'warmup_s': warmup_s, 'camera_topic': camera_topic,
-                 'output_namespace': namespace,
-                 'recorded_outputs': None if record_to is None else pathlib.Path(record_to).name})
-    finally:
-        for job in (player, recorder):
-            if job is not None:
-                job.stop()
-        for thread in threads:
-            thread.join(live.settle_timeout_s)
-        for job in (recorder, player):
-            if job is not None:
-                job.close()
-        executor.shutdown()
-        spinner.join(live.settle_timeout_s)
-        node.destroy_node()
+            yield LiveSession(
+                model_classes=model_classes, frames=frames, outputs=outputs, replay=threads[-1],
+                settle_timeout_s=live.settle_timeout_s,
+                run={'replay_rate': rate, 'rate_chosen_automatically': live.rate is None,
+                     'warmup_s': warmup_s, 'camera_topic': camera_topic,
+                     'output_namespace': namespace,
+                     'recorded_outputs': (None if record_to is None
+                                          else pathlib.Path(record_to).name)})
+        finally:
+            for job in (player, recorder):
+                if job is not None:
+                    job.stop()
+            for thread in threads:
+                thread.join(live.settle_timeout_s)
+            for job in (recorder, player):
+                if job is not None:
+                    job.close()
     for thread in threads:
         if thread.error is not None:
             raise thread.error
