@@ -2,6 +2,8 @@
 
 import contextlib
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 import rclpy
@@ -200,3 +202,12 @@ def test_help_prints_every_parameter_and_exits_without_starting(argv, capsys):
 
 def _must_not_load(parameters):
     raise AssertionError('--help must not load a model')
+
+
+def test_parameter_checks_do_not_import_the_model_stack():
+    """The node validates its parameters before any model code: open_clip (and timm) load only with the model."""
+    probe = ('import sys, tqdm_ros.parameters; '
+             "print(sorted(m for m in ('open_clip', 'timm', 'tqdm_core.builder') if m in sys.modules))")
+    result = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == '[]'

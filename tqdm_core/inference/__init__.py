@@ -1,7 +1,26 @@
-"""Inference: the numpy-in, numpy-out Predictor, its options, and the one loader that builds it."""
-from tqdm_core.inference.loader import load_predictor, predictor_for
-from tqdm_core.inference.options import InferenceOptions, InvalidOption
-from tqdm_core.inference.predictor import Prediction, Predictor, check_image
+"""Inference: the numpy-in, numpy-out Predictor, its options, and the one loader that builds it.
 
-__all__ = ["InferenceOptions", "InvalidOption", "Prediction", "Predictor", "check_image", "load_predictor",
-           "predictor_for"]
+Names load on first use, so importing `tqdm_core.inference.options` (the node's parameter checks) does not import
+the checkpoint and model code.
+"""
+import importlib
+
+_LAZY = {
+    "load_predictor": "tqdm_core.inference.loader",
+    "predictor_for": "tqdm_core.inference.loader",
+    "InferenceOptions": "tqdm_core.inference.options",
+    "InvalidOption": "tqdm_core.inference.options",
+    "Prediction": "tqdm_core.inference.predictor",
+    "Predictor": "tqdm_core.inference.predictor",
+    "check_image": "tqdm_core.inference.predictor",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tqdm_core.inference' has no attribute '{name}'")

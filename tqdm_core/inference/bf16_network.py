@@ -25,7 +25,6 @@ import copy
 import itertools
 
 import torch
-from open_clip.transformer import QuickGELU, ResidualAttentionBlock
 from torch import nn
 
 from tqdm_core.modeling.fused_ops import QUICK_GELU_FACTOR
@@ -38,6 +37,10 @@ def bf16_network(model: nn.Module) -> nn.Module:
 
     The weights are copied as they are now: build a new copy after changing the model's weights.
     """
+    # Imported here: the model already loaded open_clip, and importing the Predictor's module (the node's
+    # parameter checks read its constants) must not.
+    from open_clip.transformer import QuickGELU, ResidualAttentionBlock
+
     text_encoder = model.text_encoder
     shared = {id(t) for t in itertools.chain(text_encoder.parameters(), text_encoder.buffers())}
     fp32 = {id(t) for module in model.modules() if isinstance(module, FP32_MODULES)

@@ -23,7 +23,6 @@ from typing import Iterator
 
 import torch
 import torch.nn.functional as F
-from open_clip.transformer import QuickGELU
 from torch import nn
 
 _FAST_KERNELS = contextvars.ContextVar("tqdm_fast_kernels", default=False)
@@ -140,6 +139,15 @@ def feed_forward(x: torch.Tensor, first: nn.Linear, activation: nn.Module, secon
     return out.view(*x.shape[:-1], -1)
 
 
+@functools.cache
+def _quick_gelu_type() -> type:
+    """open_clip's QuickGELU class, imported on first use: importing this module must not load open_clip (the
+    node's parameter checks import the Predictor, which imports this module)."""
+    from open_clip.transformer import QuickGELU
+
+    return QuickGELU
+
+
 def _fused_feed_forward(x: torch.Tensor, first: nn.Linear, activation: nn.Module, second: nn.Linear,
                         residual: torch.Tensor | None) -> torch.Tensor:
     """`feed_forward` on (rows, C) with the fused kernels.
@@ -148,7 +156,7 @@ def _fused_feed_forward(x: torch.Tensor, first: nn.Linear, activation: nn.Module
     1.702 scales the input and bias of the first GEMM (which then applies SiLU) and 1 / 1.702 is the second
     GEMM's alpha, instead of three passes over the hidden activations (`bf16_network` folds it into the weights).
     """
-    if not isinstance(activation, QuickGELU):
+    if not isinstance(activation, _quick_gelu_type()):
         return linear(linear(x, first, activation=activation), second, residual=residual)
     bias = None if first.bias is None else first.bias * QUICK_GELU_FACTOR
     hidden = torch.ops.mkldnn._linear_pointwise(x * QUICK_GELU_FACTOR, first.weight, bias, "swish", [], "")
