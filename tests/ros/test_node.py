@@ -373,15 +373,20 @@ def test_frame_age_stays_bounded_and_drops_are_counted_under_a_burst(setup):
 
     def settled(values):
         delta = {k: int(values[k]) - int(before[k])
-                 for k in ('received', 'processed', 'dropped_frames')}
+                 for k in ('received', 'processed', 'dropped_frames', 'lost_frames')}
         return delta['received'] == delta['processed'] + delta['dropped_frames'] and (
-            len(labels.messages) - already == delta['processed'])
+            len(labels.messages) - already == delta['processed']) and (
+            delta['received'] + delta['lost_frames'] >= BURST_FRAMES)
 
     after = wait_for_camera_values(setup, '/burst', topic, settled, 'all burst frames accounted')
     received = int(after['received']) - int(before['received'])
     processed = int(after['processed']) - int(before['processed'])
     dropped = int(after['dropped_frames']) - int(before['dropped_frames'])
-    assert received >= BURST_FRAMES // 2, 'most frames of the burst should reach the node'
+    lost = int(after['lost_frames']) - int(before['lost_frames'])
+    # How many frames reach the callback depends on how busy the machine is (the rest are
+    # overwritten in the one-deep subscription history); every frame must be accounted for
+    # either way. The last frame stays in that history, so no loss goes unseen.
+    assert received + lost == BURST_FRAMES, (received, lost)
     assert 3 <= processed < received and dropped == received - processed
     ages = [arrival - stamp_ns(m) / 1e9 for m, arrival in
             zip(labels.messages, labels.arrivals) if stamp_ns(m) in burst_stamps]
