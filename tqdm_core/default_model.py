@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "tqdm_small_rn_camvid.pt"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "tqdm_small_rn_camvid_fullres.pt"
 MODEL_CARD = DEFAULT_CHECKPOINT.parent / "MODEL_CARD.md"
 DEFAULT = "default"  # the name front ends accept for the shipped model (node parameter, command lines)
 

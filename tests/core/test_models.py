@@ -142,14 +142,15 @@ def one_thread():
 
 
 def test_default_model_outputs_are_unchanged_bit_for_bit(one_thread):
-    """The shipped default model (tqdm-small-rn, trained from scratch with exact GELU, saved before the activation
-    was recorded) still builds exact-GELU towers, and gives the outputs of the code before the field existed:
+    """The shipped default model (tqdm-small-rn, trained from scratch with exact GELU) builds exact-GELU towers,
+    and gives:
 
-    - bit for bit, on any CPU: the same model whose text blocks (its only GELUs: the ResNet has ReLUs) are built as
-      that code built them, by open_clip's CLIP with its default activation, in this process;
-    - close to the outputs that code recorded (commit 1143a30, tests/data/default_model_reference.pt, one CamVid
-      sample frame at 96x128, one thread): equal on the CPU that recorded them (AVX-512), up to 1.9e-5 apart with
-      AVX2 kernels, which round differently; the test allows 1e-4 (absolute and relative).
+    - bit for bit, on any CPU, the outputs of the same model whose text blocks (its only GELUs: the ResNet has
+      ReLUs) are built by open_clip's CLIP with its default activation, in this process;
+    - close to the outputs recorded when it was shipped (tests/data/default_model_reference.pt, its
+      `recorded_with` says how: one CamVid sample frame at 96x128, one thread, AVX-512 kernels). AVX2 kernels
+      round differently (1.9e-5 apart for the previous default model); the test allows 1e-4 (absolute and
+      relative).
 
     QuickGELU in the text tower would move the mask logits by up to 0.15 and the text embeddings by up to 0.09.
     """

@@ -42,7 +42,7 @@ def test_executables_are_where_ros2_run_looks(colcon_install_space):
 
 def test_installed_package_carries_the_default_model_and_runs(colcon_install_space):
     installed = site_packages(colcon_install_space)
-    assert (installed / 'tqdm_core/weights/tqdm_small_rn_camvid.pt').stat().st_size > 10_000_000
+    assert (installed / 'tqdm_core/weights/tqdm_small_rn_camvid_fullres.pt').stat().st_size > 10_000_000
     assert (installed / 'tqdm_core/weights/MODEL_CARD.md').is_file()
     # Run from outside the repository with only the install space on the path: nothing comes
     # from the source tree.
