@@ -282,6 +282,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=list(FPS_PRESETS), help=f"presets of the frame-rate table ('{DEFAULT_MODEL}': the "
                         "shipped checkpoint at its recommended input scale)")
     parser.add_argument("--no-fps", action="store_true", help="skip the frame-rate table")
+    parser.add_argument("--no-latency", action="store_true", help="skip the 512x512 / 512x1024 table")
     parser.add_argument("--fps-size", type=parse_size, default=(480, 360), help="WxH of the frame-rate table")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per configuration (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (export/compile happen here)")
@@ -301,8 +302,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.fps_size = (args.fps_size[1], args.fps_size[0])  # WxH -> (H, W)
     if args.no_fps:
         args.fps_presets = []
+    if args.no_latency:
+        args.presets = []
+    if args.no_fps and args.no_latency:
+        parser.error("--no-fps and --no-latency together leave nothing to measure")
     if args.quick:
-        args.presets = [p for p in args.presets if p in SMALL_PRESETS] or list(SMALL_PRESETS)
+        if not args.no_latency:
+            args.presets = [p for p in args.presets if p in SMALL_PRESETS] or list(SMALL_PRESETS)
         if not args.no_fps:
             args.fps_presets = [p for p in args.fps_presets if p in SMALL_PRESETS] or list(SMALL_PRESETS)
         args.repeats = min(args.repeats, 2)
@@ -361,11 +367,13 @@ def main(argv: list[str] | None = None) -> None:
           f"{machine['load_average_start'][0]:.1f}, at the end {machine['load_average'][0]:.1f}.")
     print("GFLOPs: 2 x multiply-accumulates of matmul, convolution and attention (FlopCounterMode); deformable "
           "sampling (embedding_bag / grid_sample), norms and element-wise ops are not counted.\n")
-    print("### Latency (512x512 whole, 512x1024 sliding window 512/341, 3 windows batched)\n")
-    print(markdown_table(rows, "latency"))
-    print(f"\n### Frame rate ({args.fps_size[1]}x{args.fps_size[0]}, whole image; {DEFAULT_MODEL} at its recommended "
-          f"input scale {preset_scale(DEFAULT_MODEL)})\n")
-    print(markdown_table(rows, "fps"))
+    if args.presets:
+        print("### Latency (512x512 whole, 512x1024 sliding window 512/341, 3 windows batched)\n")
+        print(markdown_table(rows, "latency"))
+    if args.fps_presets:
+        print(f"\n### Frame rate ({args.fps_size[1]}x{args.fps_size[0]}, whole image; {DEFAULT_MODEL} at its "
+              f"recommended input scale {preset_scale(DEFAULT_MODEL)})\n")
+        print(markdown_table(rows, "fps"))
     if args.profile:
         print("\n### Time per operator class (% of one profiled call; training.op_profile)\n")
         print(op_profile.markdown_table(rows))
