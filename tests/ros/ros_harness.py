@@ -155,17 +155,20 @@ def node_command(*ros_args: str, script: Optional[pathlib.Path] = None) -> list:
 
 
 class MessageLog:
-    """Messages of one subscription, kept in arrival order with their arrival time."""
+    """Messages of one subscription in arrival order, with the wall-clock time each was published.
+
+    The publication time is the DDS source timestamp the publisher's writer stamped (system clock, as
+    ``time.time()``): unlike the arrival time, it does not depend on when this process gets to run."""
 
     def __init__(self) -> None:
         self.messages: list = []
-        self.arrivals: list = []
+        self.published: list = []
         self._changed = threading.Condition()
 
-    def __call__(self, msg) -> None:
+    def __call__(self, msg, info) -> None:
         with self._changed:
             self.messages.append(msg)
-            self.arrivals.append(time.time())
+            self.published.append(info['source_timestamp'] / 1e9)
             self._changed.notify_all()
 
     def wait_for(self, predicate: Callable, timeout: float, what: str):

@@ -388,12 +388,17 @@ def test_frame_age_stays_bounded_and_drops_are_counted_under_a_burst(setup):
     # either way. The last frame stays in that history, so no loss goes unseen.
     assert received + lost == BURST_FRAMES, (received, lost)
     assert 3 <= processed < received and dropped == received - processed
-    ages = [arrival - stamp_ns(m) / 1e9 for m, arrival in
-            zip(labels.messages, labels.arrivals) if stamp_ns(m) in burst_stamps]
+    # Age of a frame: from its stamp (the time the test published it) to the publication of its labels.
+    ages = [published - stamp_ns(m) / 1e9 for m, published in
+            zip(labels.messages, labels.published) if stamp_ns(m) in burst_stamps]
     assert len(ages) == processed
-    # A queue would age frames by (frames waiting) x delay; the one-slot buffer keeps it near
-    # one model run plus one frame period, whatever the burst length.
-    assert max(ages) < 3 * SLOW_MODEL_DELAY_S, ages
+    # A queue would age the last frames by (frames waiting) x model time, about 12 s here; the
+    # one-slot buffer keeps every age under two model runs (waiting for the run in progress, then its
+    # own), whatever the burst length. The model time is the node's own p95, so a loaded machine
+    # moves the bound with it.
+    model_s = float(after['inference_p95_ms']) / 1e3
+    assert model_s >= SLOW_MODEL_DELAY_S
+    assert max(ages) < 2 * model_s + 0.2, (ages, model_s)
 
 
 def change_state(setup: Setup, transition: int) -> None:
