@@ -1,8 +1,8 @@
 """Package a trained model for shipping: fp16 weights plus the metadata its model card quotes.
 
-    python -m training.package_model runs/camvid_small_rn/model_final.pt tqdm_core/weights/tqdm_small_rn_camvid.pt \
-        --metrics runs/eval/model_final-<date-time>/camvid_val/report.json --inference-scale 0.5 \
-        --training-command "python -m training.train --config training/configs/camvid_small_rn.yaml" \
+    python -m training.package_model runs/camvid_default/model_final.pt tqdm_core/weights/tqdm_small_rn_camvid_fullres.pt \
+        --metrics runs/eval/model_final-<date-time>/camvid_val/report.json --inference-scale 1.0 \
+        --training-command "python -m training.train --config training/configs/camvid_default.yaml" \
         --license "CC BY-NC 4.0 (trained on CamVid)"
 
 The output loads with `tqdm_core.load_checkpoint` / `tqdm_core.load_predictor`; its metadata's `inference_scale`
