@@ -4,9 +4,8 @@ Light names (class tables) import at once; the model, Predictor, inference optio
 load torch and open_clip on first use, so tools that only need class tables start fast. `load_predictor` with an
 `InferenceOptions` is the one way from a checkpoint (or "default", or a preset) to a ready Predictor.
 """
-import importlib
-
 from tqdm_core.classes import CAMVID_11, CITYSCAPES_19, IGNORE_INDEX, ClassTable, get_class_table
+from tqdm_core.lazy_names import lazy_getattr
 
 _LAZY = {
     "create_model": "tqdm_core.builder",
@@ -30,9 +29,4 @@ __all__ = ["CAMVID_11", "CITYSCAPES_19", "IGNORE_INDEX", "ClassTable", "get_clas
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tqdm_core' has no attribute '{name}'")
+__getattr__ = lazy_getattr(__name__, _LAZY)

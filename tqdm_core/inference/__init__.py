@@ -3,7 +3,7 @@
 Names load on first use, so importing `tqdm_core.inference.options` (the node's parameter checks) does not import
 the checkpoint and model code.
 """
-import importlib
+from tqdm_core.lazy_names import lazy_getattr
 
 _LAZY = {
     "load_predictor": "tqdm_core.inference.loader",
@@ -18,9 +18,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tqdm_core.inference' has no attribute '{name}'")
+__getattr__ = lazy_getattr(__name__, _LAZY)
