@@ -1,7 +1,7 @@
 """The files of a training run folder, and their repair after a crash.
 
 A run folder holds ``config.yaml``, ``log.jsonl``, ``checkpoints/iter_<iteration>.pt`` and, at the end,
-``model_final.pt``. Files are replaced atomically (written to a temporary file, then renamed), so a crash leaves
+``model_final.pt`` (with ``ema_decay``, also ``model_final_raw.pt``). Files are replaced atomically (written to a temporary file, then renamed), so a crash leaves
 only two kinds of debris, both repaired here when a run starts or resumes (under the folder's lock,
 ``training.run_lock``, so no live process is writing them):
 
@@ -27,11 +27,12 @@ CONFIG_FILE = "config.yaml"
 LOG_FILE = "log.jsonl"
 CHECKPOINT_FOLDER = "checkpoints"
 FINAL_MODEL = "model_final.pt"
+FINAL_RAW_MODEL = "model_final_raw.pt"  # with ema_decay: the last trained weights (model_final.pt holds the average)
 RCS_CACHE = "rcs_class_pixels.json"
 # Temporary files of the atomic writes: tqdm_core.checkpoint.atomic_torch_save ('.<name>.<random>.tmp'), the log
 # rewrite of truncate_log and the rare-class statistics cache ('<name>.<pid>.tmp').
-TEMPORARY_PATTERNS = (f"{CHECKPOINT_FOLDER}/.iter_*.pt.*.tmp", f".{FINAL_MODEL}.*.tmp", f".{LOG_FILE}.tmp",
-                      f"{RCS_CACHE}.*.tmp")
+TEMPORARY_PATTERNS = (f"{CHECKPOINT_FOLDER}/.iter_*.pt.*.tmp", f".{FINAL_MODEL}.*.tmp", f".{FINAL_RAW_MODEL}.*.tmp",
+                      f".{LOG_FILE}.tmp", f"{RCS_CACHE}.*.tmp")
 
 
 def checkpoint_path(folder: str | os.PathLike, iteration: int) -> Path:

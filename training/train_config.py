@@ -131,6 +131,10 @@ class TrainConfig:
     keep_checkpoints: int = 0  # newest resumable checkpoints kept; 0 keeps all (official saves every 2000)
     log_interval: int = 10  # iterations averaged into one line of log.jsonl
     seed: int = 2023  # official seed (dist_train.sh)
+    # Exponential moving average of the weights and BatchNorm statistics, updated after every optimizer step (it
+    # never feeds back into training): validation and model_final.pt use the average, model_final_raw.pt keeps the
+    # last weights. None: off (official). 0.999 averages over about the last 1000 steps.
+    ema_decay: float | None = None
     output_dir: str = ""  # run folder; "" = runs/<config file name>
     # Sequence-held-out validation: train without this recording, validate on it alone (datasets with a
     # `sequences` option, e.g. CamVid "0001TP"). Sets train_dataset.options.exclude_sequences and validation.dataset.
@@ -163,6 +167,8 @@ class TrainConfig:
             problems.append(f"validation.scale must be in [{low:g}, {high:g}], got {self.validation.scale}")
         if self.validation.interval < 1:
             problems.append(f"validation.interval must be >= 1, got {self.validation.interval}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            problems.append(f"ema_decay must be in (0, 1) or null, got {self.ema_decay}")
         if self.keep_checkpoints < 0:
             problems.append(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
         if problems:

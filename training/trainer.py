@@ -37,6 +37,7 @@ import torch.distributed as dist
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -51,7 +52,7 @@ from tqdm_core.evaluation import SemSegEvaluator
 from tqdm_core.losses import TqdmLoss
 from training.launcher_watch import exit_with_launcher, launched_by_torchrun
 from training.optimizer import PolySchedule, build_optimizer
-from training.run_folder import (CONFIG_FILE, FINAL_MODEL, LOG_FILE, RCS_CACHE, checkpoint_path, damaged_record,
+from training.run_folder import (CONFIG_FILE, FINAL_MODEL, FINAL_RAW_MODEL, LOG_FILE, RCS_CACHE, checkpoint_path, damaged_record,
                                  holds_run, list_checkpoints, no_run_message, remove_stale_temporaries, set_aside,
                                  truncate_log)
 from training.run_lock import RunLock
@@ -272,6 +273,10 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config.optimizer, config.schedule)
         self.schedule = PolySchedule(config.schedule)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.precision == "fp16")
+        self.ema: AveragedModel | None = None
+        if config.ema_decay is not None:
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+                                     use_buffers=True).eval().requires_grad_(False)
 
         self.start_iteration = 0
         self.last_validation: dict[str, Any] | None = None
@@ -433,6 +438,13 @@ class Trainer:
                 raise ValueError(f"'{path}' was saved without the vision regularizer's teacher; resume with "
                                  f"loss.vision_regularization as it was")
             self.teacher.load_state_dict(payload["teacher"], strict=True)
+        if self.ema is not None:
+            if payload.get("ema") is not None:
+                self.ema.load_state_dict(payload["ema"], strict=True)
+            elif self.context.is_main:
+                # The average never feeds back into training, so it can start at any iteration of a run.
+                logger.warning("'%s' holds no weight average: ema_decay %g starts averaging from its weights",
+                               path, self.config.ema_decay)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
         self.start_iteration = int(payload["iteration"])
@@ -478,6 +490,8 @@ class Trainer:
         for iteration in range(self.start_iteration, end):
             self.schedule.apply(self.optimizer, iteration)
             losses, waited = self._step(batches, iteration)
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             for key, value in losses.items():
                 interval_losses[key] = interval_losses.get(key, 0.0) + value
             interval_count += 1
@@ -581,10 +595,11 @@ class Trainer:
         if spec.max_images is not None and spec.max_images < len(dataset):
             indices = np.linspace(0, len(dataset) - 1, spec.max_images).round().astype(int)
         evaluator = SemSegEvaluator.for_class_table(dataset.class_table, model_table=self.model.class_table)
+        scored = self.model if self.ema is None else self.ema.module  # the weights model_final.pt will hold
         precision = self.config.precision
         options = InferenceOptions(device=str(self.device), precision=precision, mode=spec.mode,
                                    window=spec.window, stride=spec.stride, scale=spec.scale)
-        predictor = Predictor(self.model, **options.predictor_arguments(recommended_scale=None))
+        predictor = Predictor(scored, **options.predictor_arguments(recommended_scale=None))
         shard = indices[self.context.rank::self.context.world_size]
         for index in tqdm(shard, desc=f"validate @{iteration}", unit="img", leave=False, disable=not self.progress):
             sample = dataset.load_sample(int(index))
@@ -624,6 +639,7 @@ class Trainer:
                 "train_config": config.to_dict(),
                 "model": self.model.state_dict(),
                 "teacher": None if self.teacher is None else self.teacher.state_dict(),
+                "ema": None if self.ema is None else self.ema.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "schedule": self.schedule.state_dict(),
@@ -646,7 +662,12 @@ class Trainer:
             return None
         metadata = {"train_config": self.config.to_dict(), "iterations": self.config.schedule.iterations,
                     "validation": self.last_validation, INFERENCE_SCALE: self.config.validation.scale}
-        return save_checkpoint(self.model, self.output_dir / FINAL_MODEL, metadata=metadata)
+        if self.ema is None:
+            return save_checkpoint(self.model, self.output_dir / FINAL_MODEL, metadata=metadata)
+        save_checkpoint(self.model, self.output_dir / FINAL_RAW_MODEL,
+                        metadata={**metadata, "validation": None, "weights": "last"})
+        return save_checkpoint(self.ema.module, self.output_dir / FINAL_MODEL,
+                               metadata={**metadata, "weights": f"ema {self.config.ema_decay:g}"})
 
     def close(self) -> None:
         """Release the output folder and leave the process group (call once, at the end of the run)."""
