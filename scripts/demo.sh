@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main command: set up, then the full demo (CamVid sample frames -> bag -> segmentation
 # node -> recorded outputs -> report and pictures in one folder, whose path is printed at the end).
-# Arguments go to `python -m tqdm_ros.demo` (e.g. --input-scale 0.5, --checkpoint model.pt).
+# Arguments go to `python -m tqdm_ros.demo` (e.g. --scale 0.5, --checkpoint model.pt).
 # Network-safe: scripts/ros_env.sh, and as root with unshare a private network namespace with only `lo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

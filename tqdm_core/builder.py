@@ -33,13 +33,13 @@ def class_table_of(config: TqdmConfig) -> ClassTable:
     return get_class_table(config.class_table)
 
 
-def create_model(name: str, *, pretrained: str | None = DEFAULT_PRETRAINED, classes: Sequence[str] | None = None,
+def create_model(preset: str, *, pretrained: str | None = DEFAULT_PRETRAINED, classes: Sequence[str] | None = None,
                  seed: int | None = None, overrides: dict[str, Any] | None = None,
                  config: TqdmConfig | None = None) -> TqdmSegmentor:
     """Build a tqdm segmenter from a named preset.
 
     Args:
-        name: preset name (see `tqdm_core.list_presets()`).
+        preset: preset name (see `tqdm_core.list_presets()`).
         pretrained: CLIP/EVA-CLIP weights for the visual and text towers: "default" (the preset's open_clip tag,
             e.g. "openai"; random for presets without one), another open_clip tag, a local file path, or None for
             random towers (tests, or before loading a trained tqdm checkpoint).
@@ -50,13 +50,13 @@ def create_model(name: str, *, pretrained: str | None = DEFAULT_PRETRAINED, clas
         config: a complete config to use instead of the preset's (checkpoint loading). A config that does not
             record the towers' activation (`quick_gelu` None: saved before the field existed) gets the preset's.
     """
-    config = config if config is not None else get_preset(name)
+    config = config if config is not None else get_preset(preset)
     if overrides:
         config = merge_overrides(config, overrides)
     if classes is not None:
         config = merge_overrides(config, {"class_table": "custom", "classes": list(classes)})
     if config.quick_gelu is None:
-        config = merge_overrides(config, {"quick_gelu": unrecorded_activation(name)})
+        config = merge_overrides(config, {"quick_gelu": unrecorded_activation(preset)})
     if pretrained == DEFAULT_PRETRAINED:
         pretrained = config.pretrained
     # Fetch the weights first: a missing file or an offline download fails before minutes of model building.
@@ -66,14 +66,14 @@ def create_model(name: str, *, pretrained: str | None = DEFAULT_PRETRAINED, clas
     if seed is not None:
         torch.manual_seed(seed)
     try:
-        model = _build(name, config)
+        model = _build(preset, config)
     finally:
         if seed is not None:
             torch.random.set_rng_state(generator_state)
     if pretrained_state is not None:
         _load_towers(model, config, pretrained_state, pretrained)
     else:
-        logger.info("model '%s' built with random CLIP towers (pretrained=None)", name)
+        logger.info("model '%s' built with random CLIP towers (pretrained=None)", preset)
     model.config = config
     return model
 

@@ -92,9 +92,9 @@ def list_presets() -> list[str]:
     return sorted(PRESETS)
 
 
-def get_preset(name: str) -> TqdmConfig:
+def get_preset(preset: str) -> TqdmConfig:
     """A fresh copy of a preset's config (callers may modify it)."""
     try:
-        return copy.deepcopy(PRESETS[name])
+        return copy.deepcopy(PRESETS[preset])
     except KeyError:
-        raise KeyError(f"unknown preset '{name}'; available presets: {list_presets()}") from None
+        raise KeyError(f"unknown preset '{preset}'; available presets: {list_presets()}") from None

@@ -229,7 +229,7 @@ def main(argv=None) -> None:
 
 
 def print_summary(rows: list, description: dict, args, num_threads: int) -> None:
-    print(f"\nmodel {description['model']} ({description['parameters'] / 1e6:.1f} M "
+    print(f"\nmodel {description['preset']} ({description['parameters'] / 1e6:.1f} M "
           f'parameters), {args.device}, {args.precision}, {num_threads} torch threads, '
           f"{args.frames} frames per size, outputs: {'all' if args.all_outputs else 'labels'}")
     print('end to end: publish -> labels received.  Predictor: alone on the same frames.\n'

@@ -176,24 +176,50 @@ def run_demo(config: DemoConfig) -> pathlib.Path:
     return config.output
 
 
+def _scale(text: str | float) -> float:
+    """--scale checked before anything starts, with the Predictor's own range."""
+    from tqdm_core.inference.options import InvalidOption, check_option
+
+    try:
+        value = float(text)
+        check_option('scale', value)
+    except (ValueError, InvalidOption) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+class _DeprecatedInputScale(argparse.Action):
+    """``--input-scale`` (0: the checkpoint's scale), the old name of ``--scale``."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        print('demo: --input-scale is deprecated, use --scale (and leave it out for the checkpoint\'s '
+              'recommended scale)', file=sys.stderr)
+        try:
+            namespace.scale = _scale(value) if value else None
+        except argparse.ArgumentTypeError as error:
+            parser.error(f'argument --input-scale: {error}')
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m tqdm_ros.demo``; exit code 0 on success, 1 on failure."""
     parser = argparse.ArgumentParser(prog='python -m tqdm_ros.demo', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-o', '--output', type=pathlib.Path,
-                        help='folder to create (default: runs/demo/<date-time>)')
+                        help='folder to create (default: runs/demo/<date-time> in the working folder)')
     parser.add_argument('--checkpoint', default='default',
                         help="model file for the node (default: 'default', the shipped model)")
     parser.add_argument('--frames', type=int, help='use only the first N sample frames')
     parser.add_argument('--rate', type=float,
                         help="replay speed factor (default: matched to the node's speed)")
-    parser.add_argument('--scale', '--input-scale', type=float,
+    parser.add_argument('--scale', type=_scale,
                         help="the node's input resize factor, e.g. 0.5 for speed on a CPU "
                              "(default: the checkpoint's recommended scale)")
+    parser.add_argument('--input-scale', type=float, dest='scale', action=_DeprecatedInputScale,
+                        help=argparse.SUPPRESS)
     parser.add_argument('--node-timeout', type=float, default=300.0)
     args = parser.parse_args(argv)
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
-    config = DemoConfig(output=args.output or REPO_ROOT / 'runs' / 'demo' / stamp,
+    config = DemoConfig(output=args.output or pathlib.Path('runs', 'demo', stamp),
                         checkpoint=args.checkpoint, num_frames=args.frames, rate=args.rate,
                         scale=args.scale, node_timeout_s=args.node_timeout)
     try:

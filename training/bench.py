@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -72,7 +71,7 @@ class BenchConfig:
     repeats: int
     warmup: int
     budget_s: float  # stop timing after this many seconds (at least one timed call)
-    scale: float = 1.0  # the Predictor's input scale (the default model recommends 0.5)
+    scale: float | None = None  # the Predictor's input scale; None: the checkpoint's recommendation (1 untrained)
     profile: bool = False  # also break one call down by operator class (training.op_profile)
 
     @property
@@ -85,11 +84,11 @@ def _cpu_flash_attention_flops(query_shape, key_shape, value_shape, *args, out_s
     return sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def network_batches(model: torch.nn.Module, config: BenchConfig) -> list[tuple[int, int, int, int]]:
-    """Input shapes of the network calls the Predictor makes for one image of this configuration."""
+def network_batches(model: torch.nn.Module, config: BenchConfig, scale: float) -> list[tuple[int, int, int, int]]:
+    """Input shapes of the network calls the Predictor makes for one image of this configuration at ``scale``."""
     if config.mode == "whole":
         divisor = model.size_divisor
-        height, width = (max(1, round(side * config.scale)) for side in (config.height, config.width))
+        height, width = (max(1, round(side * scale)) for side in (config.height, config.width))
         return [(1, 3, math.ceil(height / divisor) * divisor, math.ceil(width / divisor) * divisor)]
     from tqdm_core.inference.sliding_window import window_starts
 
@@ -124,7 +123,7 @@ def run_config(config: BenchConfig) -> dict:
         predictor = load_predictor(DEFAULT, options=options)
     else:  # random weights: the latency and FLOPs do not depend on them
         predictor = load_predictor(None, preset=config.preset, options=options)
-    flops = count_flops(predictor.model, network_batches(predictor.model, config))
+    flops = count_flops(predictor.model, network_batches(predictor.model, config, predictor.scale))
     image = np.random.default_rng(0).integers(0, 256, (config.height, config.width, 3), dtype=np.uint8)
     warmup_s = []
     for _ in range(config.warmup):
@@ -137,7 +136,7 @@ def run_config(config: BenchConfig) -> dict:
         start = time.perf_counter()
         predictor.predict(image)
         latencies.append(time.perf_counter() - start)
-    result = {"flops": flops, "latencies_s": latencies, "warmup_s": warmup_s,
+    result = {"flops": flops, "scale": predictor.scale, "latencies_s": latencies, "warmup_s": warmup_s,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if config.profile:
         result["profile"] = op_profile.profile_call(lambda: predictor.predict(image), top=30)
@@ -227,21 +226,8 @@ def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
                         if runtime == "onnxruntime" and precision != "fp32":
                             continue  # ONNX Runtime runs the exported fp32 graph only
                         configs.append(BenchConfig(preset=preset, height=height, width=width, precision=precision,
-                                                   runtime=runtime, table=table, scale=preset_scale(preset),
-                                                   **common))
+                                                   runtime=runtime, table=table, **common))
     return configs
-
-
-@functools.cache  # reads the 15 MB checkpoint once, not once per configuration
-def preset_scale(preset: str) -> float:
-    """Input scale the Predictor uses for this preset: the default model's recommended one, else 1."""
-    if preset != DEFAULT_MODEL:
-        return 1.0
-    from tqdm_core.checkpoint import CheckpointMetadata, read_checkpoint
-    from tqdm_core.default_model import default_checkpoint
-
-    path = default_checkpoint()
-    return CheckpointMetadata.from_dict(read_checkpoint(path)["metadata"], path=path).inference_scale or 1.0
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -371,8 +357,9 @@ def main(argv: list[str] | None = None) -> None:
         print("### Latency (512x512 whole, 512x1024 sliding window 512/341, 3 windows batched)\n")
         print(markdown_table(rows, "latency"))
     if args.fps_presets:
+        scales = sorted({row["scale"] for row in rows if row.get("preset") == DEFAULT_MODEL and "scale" in row})
         print(f"\n### Frame rate ({args.fps_size[1]}x{args.fps_size[0]}, whole image; {DEFAULT_MODEL} at its "
-              f"recommended input scale {preset_scale(DEFAULT_MODEL)})\n")
+              f"recommended input scale {', '.join(map(str, scales)) or 'n/a'})\n")
         print(markdown_table(rows, "fps"))
     if args.profile:
         print("\n### Time per operator class (% of one profiled call; training.op_profile)\n")

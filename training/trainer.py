@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -44,7 +45,7 @@ from tqdm import tqdm
 import tqdm_core
 from tqdm_core import Predictor, TqdmConfig, save_checkpoint
 from tqdm_core.builder import unrecorded_activation
-from tqdm_core.checkpoint import INFERENCE_SCALE, atomic_torch_save, read_checkpoint_file
+from tqdm_core.checkpoint import CheckpointMetadata, atomic_torch_save, read_checkpoint_file
 from tqdm_core.inference import InferenceOptions
 from tqdm_core.data import (LightingAugmentation, RareClassSamplingDataset, SegmentationDataset, TrainTransform,
                             build_dataset)
@@ -229,11 +230,15 @@ class Trainer:
         self.device = self.context.device
         self.progress = progress and self.context.is_main
         self.lock: RunLock | None = None
+        new_folders = [folder for folder in (self.output_dir, *self.output_dir.parents) if not folder.exists()]
         try:
             self._set_up(resume)
         except BaseException:
             if self.lock is not None:
                 self.lock.release()
+            for folder in new_folders:  # a refused run leaves no empty folders behind (innermost first)
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
             raise
 
     def __enter__(self) -> Trainer:
@@ -660,14 +665,16 @@ class Trainer:
         """``model_final.pt`` in the tqdm_core checkpoint format, loadable by the Predictor and the node."""
         if not self.context.is_main:
             return None
-        metadata = {"train_config": self.config.to_dict(), "iterations": self.config.schedule.iterations,
-                    "validation": self.last_validation, INFERENCE_SCALE: self.config.validation.scale}
+        extra = {"train_config": self.config.to_dict(), "iterations": self.config.schedule.iterations}
+        metadata = CheckpointMetadata(inference_scale=self.config.validation.scale, validation=self.last_validation,
+                                      extra=extra)
         if self.ema is None:
             return save_checkpoint(self.model, self.output_dir / FINAL_MODEL, metadata=metadata)
+        # The validation scores belong to the average (validate() scores it), so the last weights get none.
         save_checkpoint(self.model, self.output_dir / FINAL_RAW_MODEL,
-                        metadata={**metadata, "validation": None, "weights": "last"})
-        return save_checkpoint(self.ema.module, self.output_dir / FINAL_MODEL,
-                               metadata={**metadata, "weights": f"ema {self.config.ema_decay:g}"})
+                        metadata=dataclasses.replace(metadata, validation=None, extra={**extra, "weights": "last"}))
+        return save_checkpoint(self.ema.module, self.output_dir / FINAL_MODEL, metadata=dataclasses.replace(
+            metadata, extra={**extra, "weights": f"ema {self.config.ema_decay:g}"}))
 
     def close(self) -> None:
         """Release the output folder and leave the process group (call once, at the end of the run)."""

@@ -53,7 +53,7 @@ def test_states_levels_and_counters():
     assert (model.name, model.level, model.message) == (
         '/ns/segmentation_node: model', DiagnosticStatus.WARN, 'loading model: model.pt')
 
-    monitor.set_model_info({'model': 'tqdm-tiny-rn', 'device': 'cpu', 'precision': 'fp32'})
+    monitor.set_model_info({'preset': 'tqdm-tiny-rn', 'device': 'cpu', 'precision': 'fp32'})
     monitor.reset_cameras(('/ns/camera/image_raw',))
     monitor.set_state(diagnostics.STATE_WARMING_UP)
     clock.now += diagnostics.SILENCE_WARNING_S + 1
@@ -69,7 +69,7 @@ def test_states_levels_and_counters():
     monitor.on_visualization(0, color_mask=True, overlay=False)
     model, camera = report(monitor)
     assert (model.level, status_values(model)['state']) == (DiagnosticStatus.OK, 'running')
-    assert status_values(model)['model'] == 'tqdm-tiny-rn'
+    assert status_values(model)['preset'] == 'tqdm-tiny-rn'
     values = status_values(camera)
     assert camera.level == DiagnosticStatus.OK
     assert (values['received'], values['processed'], values['dropped_frames']) == ('2', '1', '1')

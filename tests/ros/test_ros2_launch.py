@@ -144,7 +144,7 @@ def wait_until_running(launched: Launched) -> dict:
 
 def test_launched_node_becomes_active_and_answers_a_frame(launched):
     model = wait_until_running(launched)
-    assert model['model'] == 'tqdm-small-rn'
+    assert model['preset'] == 'tqdm-small-rn'
     client = launched.client
     labels = client.subscribe(Image, f'{NAMESPACE}/camera/segmentation/labels',
                                           RELIABLE)

@@ -58,7 +58,7 @@ def test_load_predictor_checks_the_checkpoint_preset(tmp_path):
     defaults = {spec.name: spec.default for spec in PARAMETER_SPECS}
     params = validate_parameters({**defaults, 'checkpoint': checkpoint, 'input_scale': 0.5})
     predictor = load_predictor(params)
-    assert predictor.describe()['model'] == 'tqdm-tiny-rn' and predictor.scale == 0.5
+    assert predictor.describe()['preset'] == 'tqdm-tiny-rn' and predictor.scale == 0.5
     mismatch = validate_parameters({**defaults, 'checkpoint': checkpoint,
                                     'preset': 'tqdm-clip-vit-b16'})
     with pytest.raises(CheckpointError, match="saved for preset 'tqdm-tiny-rn' but preset "

@@ -272,8 +272,16 @@ def test_the_lock_ends_with_its_process_not_with_forked_workers(tmp_path):
 
 def test_class_table_mismatch_is_refused_before_anything_is_written(camvid_two_frames, tmp_path):
     """The model predicts Cityscapes-19, the labels are CamVid-11: refused before the RCS statistics are cached."""
-    config = small_config(camvid_two_frames, tmp_path / "run", "model_overrides={}",
+    config = small_config(camvid_two_frames, tmp_path / "runs" / "run", "model_overrides={}",
                           "rare_class_sampling.enabled=true")
     with pytest.raises(ValueError, match="the model predicts cityscapes19 classes"):
         Trainer(config, progress=False)
-    assert not (tmp_path / "run" / "rcs_class_pixels.json").exists()
+    assert not (tmp_path / "runs").exists(), "a refused run left the folders it created"
+
+
+def test_a_refused_run_keeps_a_folder_that_existed(camvid_two_frames, tmp_path):
+    (tmp_path / "run").mkdir()
+    config = small_config(camvid_two_frames, tmp_path / "run", "model_overrides={}")
+    with pytest.raises(ValueError, match="the model predicts cityscapes19 classes"):
+        Trainer(config, progress=False)
+    assert (tmp_path / "run").is_dir() and not any((tmp_path / "run").iterdir())

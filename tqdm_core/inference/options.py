@@ -21,20 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tqdm_core.inference.predictor import (CONFIDENCE_RANGE, MAX_SIDE, MODES, PRECISIONS, RUNTIMES, SCALE_RANGE,
-                                           Predictor)
+from tqdm_core.inference.predictor import ARGUMENT_RANGES, MODES, PRECISIONS, RUNTIMES, Predictor
 
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?)$")
 # Allowed values of the string options.
 CHOICES: dict[str, tuple[str, ...]] = {"precision": tuple(PRECISIONS), "mode": MODES, "runtime": RUNTIMES}
-# Inclusive ranges of the numeric options. `scale` may also be None (the checkpoint's recommendation).
-RANGES: dict[str, tuple[float, float]] = {
-    "window": (32, MAX_SIDE),
-    "stride": (16, MAX_SIDE),
-    "scale": SCALE_RANGE,
-    "confidence_threshold": CONFIDENCE_RANGE,
-    "max_batch_size": (1, 64),
-}
+# Inclusive ranges of the numeric options: the Predictor's own. `scale` may also be None (the checkpoint's
+# recommendation).
+RANGES: dict[str, tuple[float, float]] = ARGUMENT_RANGES
 
 
 _PREDICTOR_DEFAULTS = {name: parameter.default

@@ -30,6 +30,14 @@ RUNTIMES = ("torch", "onnxruntime")
 MAX_SIDE = 8192  # larger inputs are almost surely a wrong shape or encoding
 SCALE_RANGE = (0.05, 8.0)  # input resize factors accepted (inclusive)
 CONFIDENCE_RANGE = (0.0, 1.0)  # confidence thresholds accepted (inclusive)
+# Inclusive ranges of the numeric arguments: the only ones (InferenceOptions and every front end read this table).
+ARGUMENT_RANGES: dict[str, tuple[float, float]] = {
+    "window": (32, MAX_SIDE),
+    "stride": (16, MAX_SIDE),
+    "scale": SCALE_RANGE,
+    "confidence_threshold": CONFIDENCE_RANGE,
+    "max_batch_size": (1, 64),
+}
 
 
 @dataclass
@@ -77,15 +85,14 @@ class Predictor:
         self.device = _check_device(device)
         requested_precision = precision
         precision = resolve_precision(precision, self.device, runtime=runtime)  # "auto" -> what runs best here
-        if not CONFIDENCE_RANGE[0] <= confidence_threshold <= CONFIDENCE_RANGE[1]:
-            raise ValueError(f"confidence_threshold must be in {list(CONFIDENCE_RANGE)}, got {confidence_threshold}")
-        if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
-            raise ValueError(f"scale must be in {list(SCALE_RANGE)}, got {scale}")
-        if window < model.size_divisor or window % model.size_divisor or not 0 < stride <= window:
-            raise ValueError(f"window must be a positive multiple of {model.size_divisor} and 0 < stride <= window, "
+        values = {"window": window, "stride": stride, "scale": scale, "confidence_threshold": confidence_threshold,
+                  "max_batch_size": max_batch_size}
+        for name, (low, high) in ARGUMENT_RANGES.items():
+            if not low <= values[name] <= high:
+                raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {values[name]}")
+        if window % model.size_divisor or stride > window:
+            raise ValueError(f"window must be a multiple of {model.size_divisor} and stride <= window, "
                              f"got window={window}, stride={stride}")
-        if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got '{runtime}'")
         if runtime == "onnxruntime" and (precision != "fp32" or self.device.type != "cpu" or compile):
@@ -139,7 +146,7 @@ class Predictor:
     def describe(self) -> dict:
         """Summary for logs and diagnostics."""
         return {
-            "model": self.model.preset,
+            "preset": self.model.preset,
             "classes": self.class_table.name,
             "num_classes": self.class_table.num_classes,
             "parameters": sum(p.numel() for p in self.model.parameters()),
