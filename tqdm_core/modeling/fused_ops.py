@@ -158,12 +158,18 @@ def _fused_feed_forward(x: torch.Tensor, first: nn.Linear, activation: nn.Module
     """
     if not isinstance(activation, _quick_gelu_type()):
         return linear(linear(x, first, activation=activation), second, residual=residual)
-    bias = None if first.bias is None else first.bias * QUICK_GELU_FACTOR
-    hidden = torch.ops.mkldnn._linear_pointwise(x * QUICK_GELU_FACTOR, first.weight, bias, "swish", [], "")
-    base = second.bias if residual is None else residual if second.bias is None else residual + second.bias
-    if base is None:
-        return torch.mm(hidden, second.weight.t()) / QUICK_GELU_FACTOR
-    return torch.addmm(base, hidden, second.weight.t(), alpha=1 / QUICK_GELU_FACTOR)
+    factor = QUICK_GELU_FACTOR
+    bias = None if first.bias is None else first.bias * factor
+    hidden = torch.ops.mkldnn._linear_pointwise(x * factor, first.weight, bias, "swish", [], "")  # 1.702 QuickGELU
+    # second(hidden / 1.702) + residual = (W2 hidden + 1.702 (b2 + residual)) / 1.702: the 1.702 is applied to the
+    # C-wide terms, not to the 4C-wide hidden layer, and the GEMM stays oneDNN's (on AMD CPUs twice the fp32 speed
+    # of the MKL GEMM behind torch.addmm).
+    bias = None if second.bias is None else second.bias * factor
+    if residual is None:
+        out = torch.ops.mkldnn._linear_pointwise(hidden, second.weight, bias, "none", [], "")
+    else:
+        out = torch.ops.mkldnn._linear_pointwise.binary(hidden, residual * factor, second.weight, bias, "add")
+    return out.div_(factor)
 
 
 def short_softmax(logits: torch.Tensor) -> torch.Tensor:
