@@ -87,7 +87,8 @@ def option_spec(name: str, option: str, description: str, *, default: Any = None
 PARAMETER_SPECS = (
     ParameterSpec(
         'input_topics', ['/camera/image_raw'],
-        'sensor_msgs/Image topics, one per camera; outputs go to '
+        'camera image topics, one per camera (sensor_msgs/Image, or CompressedImage on '
+        '<topic>/compressed: see input_transport); outputs go to '
         '<topic namespace>/<output_namespace>/...'),
     ParameterSpec(
         'output_namespace', 'segmentation',

@@ -1,26 +1,23 @@
 """The real ROS 2 launch tooling (launch, launch_ros, ros2cli) over the project's pip ROS 2 stack.
 
 Those packages are pure Python but not on the package registries; ../shared/vendor holds their
-sources (its README lists them). They are installed with pip into a throwaway prefix that is
-layered over the project's venv with PYTHONPATH: the venv itself is never changed. The prefix is
-cached under runs/launch_tooling/<key>, where the key covers the tarball's bytes, this recipe and
-the interpreter, so a changed tarball, recipe or Python gets a fresh prefix; it is built in a
-private folder and renamed into place, so concurrent test runs never see a half-built one.
-
-``launch_ros.actions`` imports ``composition_interfaces`` (an interface package that is not on
-the registries) only for its composable-node actions, which the project does not use; the prefix
-gets a stand-in module with just the names those imports touch (:data:`STAND_IN`).
+sources (its README lists them). They are installed by scripts/install_ros2_launch.sh, the
+README's pip-only recipe, so the tests run what a user runs: pip into a prefix that is layered over
+the project's venv with PYTHONPATH (the venv itself is never changed), with a stand-in for
+composition_interfaces. The prefix is cached outside the checkout, under
+$XDG_CACHE_HOME/tqdm_ros/ros2_launch_tooling/<key> (~/.cache without XDG_CACHE_HOME), where the
+key covers the tarball's bytes, the script and the interpreter, so a changed tarball, recipe or
+Python gets a fresh prefix; the script builds it aside and renames it into place, so concurrent
+test runs never see a half-built one.
 """
 
 import dataclasses
 import hashlib
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import sysconfig
-import tarfile
 import tempfile
 from typing import Optional
 
@@ -29,37 +26,18 @@ from tests.ros.ros_harness import REPO_ROOT
 TARBALL = pathlib.Path(os.environ.get(
     'TQDM_ROS_LAUNCH_TOOLING',
     REPO_ROOT.parent / 'shared' / 'vendor' / 'ros2-launch-tooling-src.tar.gz'))
-CACHE_ROOT = REPO_ROOT / 'runs' / 'launch_tooling'
-# Source folders inside the tarball, in install order (the vendor README's list).
-PACKAGES = (
-    'rosidl_runtime_py', 'launch/launch', 'launch/launch_xml', 'launch/launch_yaml',
-    'launch_ros/launch_ros', 'ros2cli/ros2cli', 'ros2cli/ros2pkg', 'ros2cli/ros2run',
-    'ros2cli/ros2node', 'ros2cli/ros2topic', 'ros2cli/ros2service', 'ros2cli/ros2param',
-    'ros2cli/ros2lifecycle', 'launch_ros/ros2launch')
-# Their registry dependencies, installed by requirements.txt.
-DEPENDENCIES = ('osrf_pycommon', 'psutil', 'argcomplete', 'lark')
-STAND_IN = '''"""Stand-in for composition_interfaces.srv (tests only, not the real package).
-
-launch_ros.actions names these service types in annotations when it is imported; only the
-composable-node actions use them, and the tqdm_ros tests start no composable node.
-"""
+INSTALL_SCRIPT = REPO_ROOT / 'scripts' / 'install_ros2_launch.sh'
 
 
-class LoadNode:
-    class Request:
-        pass
-
-    class Response:
-        pass
-
-
-class UnloadNode(LoadNode):
-    pass
-
-
-class ListNodes(LoadNode):
-    pass
-'''
+def cache_root() -> pathlib.Path:
+    """Where installed prefixes are kept between test runs (outside the checkout)."""
+    if os.environ.get('XDG_CACHE_HOME'):
+        base = pathlib.Path(os.environ['XDG_CACHE_HOME'])
+    elif os.environ.get('HOME'):
+        base = pathlib.Path(os.environ['HOME']) / '.cache'
+    else:  # CI containers without HOME
+        base = pathlib.Path(tempfile.gettempdir()) / f'cache_{os.getuid()}'
+    return base / 'tqdm_ros' / 'ros2_launch_tooling'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,63 +57,33 @@ class LaunchTooling:
         return [sys.executable, str(self.prefix / 'bin' / 'ros2')]
 
 
-def missing_dependencies() -> list:
-    """Registry dependencies of the tooling that the project's venv lacks."""
-    import importlib.util
-
-    return [name for name in DEPENDENCIES if importlib.util.find_spec(name) is None]
-
-
 def _cache_key() -> str:
     digest = hashlib.sha256(TARBALL.read_bytes())
-    for part in (*PACKAGES, STAND_IN, sys.version, sys.executable):
+    digest.update(INSTALL_SCRIPT.read_bytes())
+    for part in (sys.version, sys.executable):
         digest.update(part.encode())
     return digest.hexdigest()[:16]
 
 
-def install_launch_tooling(cache_root: pathlib.Path = CACHE_ROOT) -> LaunchTooling:
-    """Return the cached prefix for the tarball, installing it first if needed.
+def install_launch_tooling(root: Optional[pathlib.Path] = None) -> LaunchTooling:
+    """Return the cached prefix for the tarball, installing it first with the README's script.
 
     Raises:
         FileNotFoundError: the tarball is absent.
-        RuntimeError: a dependency is missing from the venv, or pip failed (its output attached).
+        RuntimeError: the script failed (a dependency missing from the venv, pip failed, ...);
+            its output is attached.
     """
     if not TARBALL.is_file():
         raise FileNotFoundError(f'{TARBALL} is absent')
-    missing = missing_dependencies()
-    if missing:
-        raise RuntimeError(f'the launch tooling needs {", ".join(missing)} in the venv; run '
-                           'bash scripts/setup.sh (requirements.txt lists them)')
-    final = cache_root / _cache_key()
-    if (final / 'complete').is_file():
-        return LaunchTooling(final)
-    cache_root.mkdir(parents=True, exist_ok=True)
-    building = pathlib.Path(tempfile.mkdtemp(prefix='.partial-', dir=cache_root))
-    try:
-        with tempfile.TemporaryDirectory() as sources:
-            with tarfile.open(TARBALL) as archive:
-                archive.extractall(sources, filter='data')
-            installed = subprocess.run(
-                [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps',
-                 '--no-build-isolation', '--no-index', '--no-cache-dir', '--prefix',
-                 str(building), *(str(pathlib.Path(sources) / p) for p in PACKAGES)],
-                capture_output=True, text=True, timeout=600)
-        if installed.returncode != 0:
-            raise RuntimeError(f'pip could not install the launch tooling:\n{installed.stdout}\n'
-                               f'{installed.stderr}')
-        stand_in = LaunchTooling(building).site_packages / 'composition_interfaces'
-        stand_in.mkdir()
-        (stand_in / '__init__.py').write_text('"""Stand-in package, see srv.py."""\n')
-        (stand_in / 'srv.py').write_text(STAND_IN)
-        (building / 'complete').write_text(f'{TARBALL}\n')
-        try:
-            building.rename(final)
-        except OSError:  # another test run finished the same prefix first
-            if not (final / 'complete').is_file():
-                raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-    return LaunchTooling(final)
+    prefix = (root or cache_root()) / _cache_key()
+    installed = subprocess.run(
+        ['bash', str(INSTALL_SCRIPT), str(TARBALL), str(prefix)],
+        env={**os.environ, 'PYTHON': sys.executable}, capture_output=True, text=True,
+        timeout=600)
+    if installed.returncode != 0:
+        raise RuntimeError(f'{INSTALL_SCRIPT.name} could not install the launch tooling:\n'
+                           f'{installed.stdout}\n{installed.stderr}')
+    return LaunchTooling(prefix)
 
 
 def ros2_environment(tooling: LaunchTooling, install_space: pathlib.Path, *,

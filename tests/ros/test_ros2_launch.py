@@ -1,21 +1,25 @@
 """``ros2 launch tqdm_ros segment.launch.py`` for real: the ROS 2 launch system and CLI.
 
-The vendored launch tooling (tests/ros/launch_tooling.py) is installed into a throwaway prefix
-and the package is colcon-built into a workspace, as a user of a ROS 2 install has them. One
+The vendored launch tooling is installed by scripts/install_ros2_launch.sh, the README's pip-only
+recipe (tests/ros/launch_tooling.py), into a cached prefix, and the package is colcon-built into a workspace, as a user of a ROS 2 install has them. One
 launch of the shipped default model serves the checks of a running node: it reaches the active
 state, answers a frame with labels carrying its header, inherits the environment's DDS settings,
 ``ros2 param dump`` lists every parameter, and ``ros2 param set`` refuses a parameter that needs
-a reconfigure. Bad launch arguments end the launch with a message that names them.
+a reconfigure. Two more launches cover the DDS arguments: ``local_only:=true`` with two cameras
+given as a comma list (each answered), and ``fastdds_profile:=none``. Bad launch arguments end
+the launch with a message that names them.
 
 Every process runs with the test's network-safe environment (tests/conftest.py) and a reserved
 ROS_DOMAIN_ID; the ros2 CLI runs with --no-daemon so no daemon outlives the test.
 """
 
+import contextlib
 import dataclasses
 import pathlib
 import shutil
 import subprocess
 import time
+from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
@@ -27,8 +31,8 @@ import yaml
 
 from tests.ros.launch_tooling import install_launch_tooling, ros2_environment, TARBALL
 from tests.ros.ros_harness import (
-    fastdds_shm_files, image_message, MessageLog, remove_unused_fastdds_files, REPO_ROOT,
-    reserved_domain, RosClient, stamp_ns, status_values)
+    fastdds_shm_files, image_message, MessageLog, publish_until, remove_unused_fastdds_files,
+    REPO_ROOT, reserved_domain, RosClient, stamp_ns, status_values)
 from tqdm_ros.image_conversion import image_to_numpy
 from tqdm_ros.parameters import PARAMETER_SPECS
 
@@ -75,12 +79,13 @@ def ros2(tooling, env, *arguments: str, timeout: float = COMMAND_TIMEOUT_S):
 class Launch:
     """A running ``ros2 launch`` with its output collected."""
 
-    def __init__(self, tooling, env, *arguments: str, log: pathlib.Path) -> None:
+    def __init__(self, tooling, env, *arguments: str, log: pathlib.Path,
+                 cwd: Optional[pathlib.Path] = None) -> None:
         self.log = log
         self._file = log.open('w')
         self.process = subprocess.Popen(
             [*tooling.ros2, 'launch', 'tqdm_ros', 'segment.launch.py', *arguments], env=env,
-            stdout=self._file, stderr=subprocess.STDOUT)
+            cwd=cwd, stdout=self._file, stderr=subprocess.STDOUT)
 
     @property
     def output(self) -> str:
@@ -130,16 +135,31 @@ def launched(tooling, ros2_env, tmp_path_factory):
         assert code == 0, f'ros2 launch exited with {code}:\n{launch.output}'
 
 
-def wait_until_running(launched: Launched) -> dict:
-    """Wait until the node reports the active state on /diagnostics; return its model status."""
+def wait_until_running(launched: Launched, node: str = NODE) -> dict:
+    """Wait until ``node`` reports the active state on /diagnostics; return its model status."""
     def active():
         assert launched.launch.process.poll() is None, (
             f'ros2 launch ended:\n{launched.launch.output}')
-        values = status_values(launched.diagnostics, f'{NODE}: model')
+        values = status_values(launched.diagnostics, f'{node}: model')
         return values is not None and values['state'] in ('warming up', 'running')
 
-    launched.client.wait_until(active, READY_TIMEOUT_S, 'the launched node active')
-    return status_values(launched.diagnostics, f'{NODE}: model')
+    launched.client.wait_until(active, READY_TIMEOUT_S, f'the launched node {node} active')
+    return status_values(launched.diagnostics, f'{node}: model')
+
+
+@contextlib.contextmanager
+def launched_once(tooling, env, *arguments: str, log: pathlib.Path,
+                  cwd: Optional[pathlib.Path] = None):
+    """A launch of its own for one test, stopped with Ctrl-C (exit 0) at the end."""
+    launch = Launch(tooling, env, *arguments, log=log, cwd=cwd)
+    client = RosClient(name='ros2_launch_test_once')
+    diagnostics = client.subscribe(DiagnosticArray, '/diagnostics', 50)
+    try:
+        yield Launched(launch, client, diagnostics)
+    finally:
+        client.close()
+        code = launch.stop()
+        assert code == 0, f'ros2 launch exited with {code}:\n{launch.output}'
 
 
 def test_launched_node_becomes_active_and_answers_a_frame(launched):
@@ -196,6 +216,62 @@ def test_param_set_refuses_invalid_values_and_what_needs_a_reconfigure(launched,
     assert 'Set parameter successful' in param_set('overlay_alpha', '0.3')
     got = ros2(tooling, ros2_env, 'param', 'get', NODE, 'max_rate_hz', *NODE_CLI_OPTIONS)
     assert 'Double value is: 0.0' in got.stdout, got.stdout + got.stderr
+
+
+def test_local_only_launch_with_a_comma_list_answers_each_camera(tooling, ros2_env,
+                                                                  colcon_install_space, tmp_path):
+    node = '/local_only_launch/segmentation_node'
+    cameras = ('/a', '/b')
+    with launched_once(tooling, ros2_env, 'local_only:=true',
+                       f'camera_topics:={",".join(c + "/image_raw" for c in cameras)}',
+                       'namespace:=local_only_launch', log=tmp_path / 'launch.log') as launched:
+        wait_until_running(launched, node)
+        environment = launched.launch.node_process().environ()
+        # local_only loads the installed package's loopback profile instead of the inherited one.
+        assert environment['FASTDDS_DEFAULT_PROFILES_FILE'] == str(
+            colcon_install_space / 'share' / 'tqdm_ros' / 'config' / 'fastdds_localhost.xml')
+        assert environment['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+        client = launched.client
+        for index, camera in enumerate(cameras):
+            labels = client.subscribe(Image, f'{camera}/segmentation/labels', RELIABLE)
+            publisher = client.node.create_publisher(Image, f'{camera}/image_raw', RELIABLE)
+            frame_stamp = 1_700_000_000_000_000_000 + index
+            msg = image_message(FRAME, 'rgb8', stamp_ns=frame_stamp, frame_id=camera[1:])
+            publish_until(publisher, msg,
+                          lambda: any(stamp_ns(m) == frame_stamp for m in labels.messages),
+                          timeout=30.0, what=f'labels of a frame on {camera}/image_raw')
+            answer = next(m for m in labels.messages if stamp_ns(m) == frame_stamp)
+            assert answer.header.frame_id == camera[1:]
+
+
+def test_fastdds_profile_none_removes_the_environment_profile(tooling, ros2_env, tmp_path):
+    """The launched node gets no profile variable, though the test's environment sets one.
+
+    Network safety without the variable: Fast DDS falls back to DEFAULT_FASTDDS_PROFILES.xml in
+    the working folder, so the launch runs in a folder holding the loopback profile under that
+    name, and the test checks that the node's DDS ports are bound to 127.0.0.1 only.
+    """
+    node = '/no_profile_launch/segmentation_node'
+    assert ros2_env['FASTDDS_DEFAULT_PROFILES_FILE']  # what the launch must remove
+    working_folder = tmp_path / 'working_folder'
+    working_folder.mkdir()
+    shutil.copy(REPO_ROOT / 'config' / 'fastdds_localhost.xml',
+                working_folder / 'DEFAULT_FASTDDS_PROFILES.xml')
+    with launched_once(tooling, ros2_env, 'fastdds_profile:=none',
+                       "camera_topics:=['/no_profile/image_raw']", 'namespace:=no_profile_launch',
+                       log=tmp_path / 'launch.log', cwd=working_folder) as launched:
+        wait_until_running(launched, node)
+        process = launched.launch.node_process()
+        environment = process.environ()
+        assert 'FASTDDS_DEFAULT_PROFILES_FILE' not in environment
+        assert 'FASTRTPS_DEFAULT_PROFILES_FILE' not in environment
+        assert environment['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+        # The RTPS ports of the reserved domain (RTPS spec 9.6.1.1): 7400 + 250 * domain + 0..249,
+        # below the ephemeral range for the reserved domains 1-100, so only DDS sockets count.
+        first_port = 7400 + 250 * int(ros2_env['ROS_DOMAIN_ID'])
+        dds_addresses = {c.laddr.ip for c in process.net_connections(kind='udp')
+                         if first_port <= c.laddr.port < first_port + 250}
+        assert dds_addresses == {'127.0.0.1'}
 
 
 @pytest.mark.parametrize('argument, message', [
