@@ -42,7 +42,7 @@ class EvaViTBackbone(nn.Module):
         x = torch.cat([trunk.cls_token.to(x.dtype).expand(batch, 1, width), x], dim=1)
         pos = trunk.pos_embed[0].to(x.dtype)
         x = x + torch.cat([pos[:1], interpolate_grid_embedding(pos[1:], (grid_h, grid_w), mode="bicubic")])
-        rope = trunk.rope.get_embed(shape=[grid_h, grid_w]) if trunk.rope is not None else None
+        rope = rope_for_grid(trunk.rope, grid_h, grid_w) if trunk.rope is not None else None
         x = trunk.norm_pre(x)
         fast = not self.training and fused_ops.fused(x) and all(map(fusable_block, trunk.blocks))
         rotation = rope_tables(rope, trunk.num_prefix_tokens, x.dtype) if fast and rope is not None else None
@@ -65,6 +65,25 @@ class EvaViTBackbone(nn.Module):
         pos = state[key][0]
         state[key] = torch.cat([pos[:1], interpolate_grid_embedding(pos[1:], (grid, grid), mode="bicubic")])[None]
         return state
+
+
+def rope_for_grid(rope: nn.Module, grid_h: int, grid_w: int) -> torch.Tensor:
+    """timm's concatenated (sin, cos) RoPE table, (grid_h * grid_w, 2 * dim), for this patch grid.
+
+    The trunk's rotary module caches the table of the grid it was built for (36x36 for 512x512 inputs) and
+    `get_embed` returns that cache whatever shape is asked, so any other input size (whole-image mode on a
+    480x360 or 512x1024 frame) failed in the first attention. Other grids are built from the module's own bands
+    and settings, positions rescaled to its reference grid as for the cached one.
+    """
+    if getattr(rope, "feat_shape", None) in (None, [grid_h, grid_w]):
+        return rope.get_embed(shape=[grid_h, grid_w])
+    from timm.layers import build_rotary_pos_embed  # timm is loaded with the trunk already
+
+    sin, cos = build_rotary_pos_embed(
+        [grid_h, grid_w], bands=rope.bands, in_pixels=rope.in_pixels, ref_feat_shape=rope.ref_feat_shape,
+        grid_offset=rope.grid_offset, grid_indexing=rope.grid_indexing, rotate_half=rope.rotate_half,
+        grid_type=rope.grid_type, normalize_coords=rope.normalize_coords, device=rope.bands.device)
+    return torch.cat([sin, cos], dim=-1)
 
 
 def fusable_block(block: nn.Module) -> bool:
