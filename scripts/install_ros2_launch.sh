@@ -62,7 +62,8 @@ if [ "$(cat "$prefix/$stamp_file" 2>/dev/null)" = "$stamp" ]; then
 fi
 
 missing=$("$PYTHON" -c 'import importlib.util
-print(" ".join(n for n in ("osrf_pycommon", "psutil", "argcomplete", "lark") if importlib.util.find_spec(n) is None))')
+needed = ("osrf_pycommon", "psutil", "argcomplete", "lark")
+print(" ".join(name for name in needed if importlib.util.find_spec(name) is None))')
 if [ -n "$missing" ]; then
   echo "install_ros2_launch.sh: $PYTHON lacks $missing; pip install osrf-pycommon psutil" \
        "argcomplete lark-parser (requirements.txt installs them)" >&2

@@ -1,13 +1,14 @@
 """``ros2 launch tqdm_ros segment.launch.py`` for real: the ROS 2 launch system and CLI.
 
 The vendored launch tooling is installed by scripts/install_ros2_launch.sh, the README's pip-only
-recipe (tests/ros/launch_tooling.py), into a cached prefix, and the package is colcon-built into a workspace, as a user of a ROS 2 install has them. One
-launch of the shipped default model serves the checks of a running node: it reaches the active
-state, answers a frame with labels carrying its header, inherits the environment's DDS settings,
-``ros2 param dump`` lists every parameter, and ``ros2 param set`` refuses a parameter that needs
-a reconfigure. Two more launches cover the DDS arguments: ``local_only:=true`` with two cameras
-given as a comma list (each answered), and ``fastdds_profile:=none``. Bad launch arguments end
-the launch with a message that names them.
+recipe (tests/ros/launch_tooling.py), into a cached prefix (a rerun is a no-op, a folder the
+script did not make is refused), and the package is colcon-built into a workspace, as a user of a
+ROS 2 install has them. One launch of the shipped default model serves the checks of a running
+node: it reaches the active state, answers a frame with labels carrying its header, inherits the
+environment's DDS settings, ``ros2 param dump`` lists every parameter, and ``ros2 param set``
+refuses a parameter that needs a reconfigure. Two more launches cover the DDS arguments:
+``local_only:=true`` with two cameras given as a comma list (each answered), and
+``fastdds_profile:=none``. Bad launch arguments end the launch with a message that names them.
 
 Every process runs with the test's network-safe environment (tests/conftest.py) and a reserved
 ROS_DOMAIN_ID; the ros2 CLI runs with --no-daemon so no daemon outlives the test.
@@ -15,9 +16,11 @@ ROS_DOMAIN_ID; the ros2 CLI runs with --no-daemon so no daemon outlives the test
 
 import contextlib
 import dataclasses
+import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import time
 from typing import Optional
 
@@ -29,7 +32,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 import yaml
 
-from tests.ros.launch_tooling import install_launch_tooling, ros2_environment, TARBALL
+from tests.ros.launch_tooling import (
+    install_launch_tooling, INSTALL_SCRIPT, ros2_environment, TARBALL)
 from tests.ros.ros_harness import (
     fastdds_shm_files, image_message, MessageLog, publish_until, remove_unused_fastdds_files,
     REPO_ROOT, reserved_domain, RosClient, stamp_ns, status_values)
@@ -53,6 +57,28 @@ def tooling():
         pytest.skip(f'the vendored launch tooling {TARBALL} is absent (see '
                     'tests/ros/launch_tooling.py); set TQDM_ROS_LAUNCH_TOOLING to its path')
     return install_launch_tooling()
+
+
+def run_install_script(prefix: pathlib.Path) -> subprocess.CompletedProcess:
+    return subprocess.run(['bash', str(INSTALL_SCRIPT), str(TARBALL), str(prefix)],
+                          env={**os.environ, 'PYTHON': sys.executable}, capture_output=True,
+                          text=True, timeout=COMMAND_TIMEOUT_S)
+
+
+def test_install_script_reruns_as_a_no_op_and_spares_foreign_folders(tooling, tmp_path):
+    stamp = tooling.prefix / '.ros2_launch_tooling'
+    before = stamp.stat().st_mtime_ns
+    again = run_install_script(tooling.prefix)
+    assert again.returncode == 0, again.stderr
+    assert 'already installed' in again.stdout
+    assert stamp.stat().st_mtime_ns == before
+    foreign = tmp_path / 'foreign'
+    foreign.mkdir()
+    (foreign / 'keep.txt').write_text('mine')
+    refused = run_install_script(foreign)
+    assert refused.returncode == 1
+    assert 'was not made by this script' in refused.stderr
+    assert [p.name for p in foreign.iterdir()] == ['keep.txt']
 
 
 @pytest.fixture(scope='module')
