@@ -148,17 +148,11 @@ class Launched:
 @pytest.fixture(scope='module')
 def launched(tooling, ros2_env, tmp_path_factory):
     """The default model launched on one camera, given as the README's YAML list form."""
-    launch = Launch(tooling, ros2_env, f"camera_topics:=['{CAMERA}']",
-                    f'namespace:={NAMESPACE.strip("/")}',
-                    log=tmp_path_factory.mktemp('launch') / 'launch.log')
-    client = RosClient(name='ros2_launch_test_client')
-    diagnostics = client.subscribe(DiagnosticArray, '/diagnostics', 50)
-    try:
-        yield Launched(launch, client, diagnostics)
-    finally:
-        client.close()
-        code = launch.stop()
-        assert code == 0, f'ros2 launch exited with {code}:\n{launch.output}'
+    with launched_once(tooling, ros2_env, f"camera_topics:=['{CAMERA}']",
+                       f'namespace:={NAMESPACE.strip("/")}',
+                       log=tmp_path_factory.mktemp('launch') / 'launch.log',
+                       client_name='ros2_launch_test_client') as launched:
+        yield launched
 
 
 def wait_until_running(launched: Launched, node: str = NODE) -> dict:
@@ -175,10 +169,10 @@ def wait_until_running(launched: Launched, node: str = NODE) -> dict:
 
 @contextlib.contextmanager
 def launched_once(tooling, env, *arguments: str, log: pathlib.Path,
-                  cwd: Optional[pathlib.Path] = None):
-    """A launch of its own for one test, stopped with Ctrl-C (exit 0) at the end."""
+                  cwd: Optional[pathlib.Path] = None, client_name: str = 'ros2_launch_test_once'):
+    """A launch with a ROS client beside it, stopped with Ctrl-C (exit 0) at the end."""
     launch = Launch(tooling, env, *arguments, log=log, cwd=cwd)
-    client = RosClient(name='ros2_launch_test_once')
+    client = RosClient(name=client_name)
     diagnostics = client.subscribe(DiagnosticArray, '/diagnostics', 50)
     try:
         yield Launched(launch, client, diagnostics)
