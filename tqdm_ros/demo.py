@@ -192,8 +192,8 @@ class _DeprecatedInputScale(argparse.Action):
     """``--input-scale`` (0: the checkpoint's scale), the old name of ``--scale``."""
 
     def __call__(self, parser, namespace, value, option_string=None):
-        print('demo: --input-scale is deprecated, use --scale (and leave it out for the checkpoint\'s '
-              'recommended scale)', file=sys.stderr)
+        print('demo: --input-scale is deprecated, use --scale (and leave it out for the '
+              "checkpoint's recommended scale)", file=sys.stderr)
         try:
             namespace.scale = _scale(value) if value else None
         except argparse.ArgumentTypeError as error:
@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='python -m tqdm_ros.demo', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-o', '--output', type=pathlib.Path,
-                        help='folder to create (default: runs/demo/<date-time> in the working folder)')
+                        help='folder to create '
+                             '(default: runs/demo/<date-time> in the working folder)')
     parser.add_argument('--checkpoint', default='default',
                         help="model file for the node (default: 'default', the shipped model)")
     parser.add_argument('--frames', type=int, help='use only the first N sample frames')

@@ -338,7 +338,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"measuring matmul peaks with {args.threads} threads ...", flush=True)
     peaks = {name: matmul_peak(dtype, max_size=max_size) for name, dtype in PRECISION_DTYPES.items()}
     for name, peak in peaks.items():
-        print(f"  {name} matmul peak: {peak['gflops']:.1f} GFLOP/s ({peak['library']}, square {peak['size']})", flush=True)
+        print(f"  {name} matmul peak: {peak['gflops']:.1f} GFLOP/s ({peak['library']}, square {peak['size']})",
+              flush=True)
     configs = build_configs(args)
     rows = []
     for index, config in enumerate(configs, 1):
@@ -360,8 +361,8 @@ def main(argv: list[str] | None = None) -> None:
                           for name, p in peaks.items())
     print(f"\nCPU: {machine['cpu']}, flags {' '.join(machine['cpu_flags']) or 'none of interest'}; PyTorch "
           f"{machine['torch']} dispatches to {machine['cpu_capability']}, native bf16: {machine['native_bf16']}.")
-    print(f"Matmul peaks ({args.threads} threads, best of torch.matmul and oneDNN): {peak_line}. Load average at the start "
-          f"{machine['load_average_start'][0]:.1f}, at the end {machine['load_average'][0]:.1f}.")
+    print(f"Matmul peaks ({args.threads} threads, best of torch.matmul and oneDNN): {peak_line}. Load average at the "
+          f"start {machine['load_average_start'][0]:.1f}, at the end {machine['load_average'][0]:.1f}.")
     print("GFLOPs: 2 x multiply-accumulates of matmul, convolution and attention (FlopCounterMode); deformable "
           "sampling (embedding_bag / grid_sample), norms and element-wise ops are not counted.\n")
     if args.presets:

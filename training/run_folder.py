@@ -1,8 +1,8 @@
 """The files of a training run folder, and their repair after a crash.
 
 A run folder holds ``config.yaml``, ``log.jsonl``, ``checkpoints/iter_<iteration>.pt`` and, at the end,
-``model_final.pt`` (with ``ema_decay``, also ``model_final_raw.pt``). Files are replaced atomically (written to a temporary file, then renamed), so a crash leaves
-only two kinds of debris, both repaired here when a run starts or resumes (under the folder's lock,
+``model_final.pt`` (with ``ema_decay``, also ``model_final_raw.pt``). Files are replaced atomically (written to a
+temporary file, then renamed), so a crash leaves only two kinds of debris, both repaired here when a run starts or resumes (under the folder's lock,
 ``training.run_lock``, so no live process is writing them):
 
 - temporary files of a write that never finished (``checkpoints/.iter_*.pt.*.tmp``: as large as a checkpoint);

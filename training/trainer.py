@@ -53,9 +53,9 @@ from tqdm_core.evaluation import SemSegEvaluator
 from tqdm_core.losses import TqdmLoss
 from training.launcher_watch import exit_with_launcher, launched_by_torchrun
 from training.optimizer import PolySchedule, build_optimizer
-from training.run_folder import (CONFIG_FILE, FINAL_MODEL, FINAL_RAW_MODEL, LOG_FILE, RCS_CACHE, checkpoint_path, damaged_record,
-                                 holds_run, list_checkpoints, no_run_message, remove_stale_temporaries, set_aside,
-                                 truncate_log)
+from training.run_folder import (CONFIG_FILE, FINAL_MODEL, FINAL_RAW_MODEL, LOG_FILE, RCS_CACHE, checkpoint_path,
+                                 damaged_record, holds_run, list_checkpoints, no_run_message, remove_stale_temporaries,
+                                 set_aside, truncate_log)
 from training.run_lock import RunLock
 from training.sample_stream import ShuffledStream, StreamSampler
 from training.train_config import DatasetConfig, TrainConfig

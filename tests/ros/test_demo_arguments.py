@@ -1,4 +1,4 @@
-"""The demo refuses a bad scale before it starts anything, and keeps --input-scale as a deprecated alias."""
+"""The demo refuses a bad scale before it starts anything; --input-scale is a deprecated alias."""
 import pathlib
 
 import pytest
@@ -6,7 +6,8 @@ import pytest
 from tqdm_ros import demo
 
 
-@pytest.mark.parametrize('argv', [['--scale', '0.01'], ['--scale', 'half'], ['--input-scale', '9']])
+@pytest.mark.parametrize('argv', [['--scale', '0.01'], ['--scale', 'half'],
+                                  ['--input-scale', '9']])
 def test_bad_scale_is_refused_before_anything_starts(argv, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:

@@ -332,7 +332,8 @@ def test_diagnostics_report_model_device_and_latency(setup):
     model = wait_for_state(setup, '/main', ('running',))
     # The shipped config's precision 'auto': bf16 on a CPU with native bf16, fp32 elsewhere.
     picked = resolve_precision('auto', torch.device('cpu'))
-    assert (model['preset'], model['device'], model['precision']) == ('tqdm-tiny-rn', 'cpu', picked)
+    described = (model['preset'], model['device'], model['precision'])
+    assert described == ('tqdm-tiny-rn', 'cpu', picked)
     camera = camera_values(setup, '/main', '/main/cam_a/image')
     assert int(camera['processed']) > 0
     assert 0 < float(camera['latency_p50_ms']) <= float(camera['latency_p95_ms'])

@@ -136,7 +136,8 @@ def test_node_and_predictor_agree_on_every_range(name, tiny_model):
                 validate_parameters({**DEFAULTS, **extra, name: value})
             with pytest.raises(InvalidOption):
                 InferenceOptions(**{spec.option: value})
-            arguments = {spec.option: value, **{SPECS_BY_NAME[k].option: v for k, v in extra.items()}}
+            others = {SPECS_BY_NAME[k].option: v for k, v in extra.items()}
+            arguments = {spec.option: value, **others}
             with pytest.raises(ValueError, match=f'{spec.option} must be in'):
                 Predictor(tiny_model, **arguments)
 

@@ -53,7 +53,8 @@ def test_resume_restores_the_average_bit_for_bit(camvid_two_frames, tmp_path):
     for name in (FINAL_MODEL, FINAL_RAW_MODEL):
         expected, actual = _weights(tmp_path / "a" / name), _weights(tmp_path / "b" / name)
         assert all(torch.equal(expected[key], actual[key]) for key in expected), name
-    assert resumed["model_path"] == str(tmp_path / "b" / FINAL_MODEL)
+    assert (uninterrupted["model_path"], resumed["model_path"]) == (str(tmp_path / "a" / FINAL_MODEL),
+                                                                     str(tmp_path / "b" / FINAL_MODEL))
 
 
 def test_average_can_start_on_a_run_saved_without_it(camvid_two_frames, tmp_path, caplog):
