@@ -1,5 +1,5 @@
 """Named presets: one per paper configuration, plus a CPU-friendly ResNet variant and tiny random-weight presets
-for tests. `tqdm_core.create_model(name)` is the only place a preset becomes a model."""
+for tests. `tqdm_core.create_model(preset)` is the only place a preset becomes a model."""
 from __future__ import annotations
 
 import copy
