@@ -9,8 +9,8 @@ temporary file, then renamed), so a crash leaves only two kinds of debris, both 
 - a torn last line in ``log.jsonl``, the only file written by appending (full disk, power loss).
 
 A checkpoint can still be unreadable (a file system that lost its data, a partial copy, a flipped bit): the trainer
-checks the one it resumes from, down to the CRC-32 of every record (``damaged_record``), and sets unreadable ones
-aside as ``*.corrupt`` (``set_aside``).
+checks the one it resumes from, down to the CRC-32 of every record (``tqdm_core.checkpoint.read_checkpoint_file``
+checks them for every reader), and sets unreadable ones aside as ``*.corrupt`` (``set_aside``).
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import difflib
 import json
 import logging
 import os
-import zipfile
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -79,16 +78,6 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
         for path in stale:
             path.unlink()
     return stale
-
-
-def damaged_record(path: str | os.PathLike) -> str | None:
-    """The first record of a checkpoint (a zip archive, as torch.save writes) whose data fail their CRC-32, or None.
-
-    ``torch.load`` does not check the CRCs, so a damaged block inside a tensor loads silently as wrong weights; this
-    reads the whole file once.
-    """
-    with zipfile.ZipFile(path) as archive:
-        return archive.testzip()
 
 
 def set_aside(path: Path) -> Path:

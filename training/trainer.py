@@ -54,7 +54,7 @@ from tqdm_core.losses import TqdmLoss
 from training.launcher_watch import exit_with_launcher, launched_by_torchrun
 from training.optimizer import PolySchedule, build_optimizer
 from training.run_folder import (CONFIG_FILE, FINAL_MODEL, FINAL_RAW_MODEL, LOG_FILE, RCS_CACHE, checkpoint_path,
-                                 damaged_record, holds_run, list_checkpoints, no_run_message, remove_stale_temporaries,
+                                 holds_run, list_checkpoints, no_run_message, remove_stale_temporaries,
                                  set_aside, truncate_log)
 from training.run_lock import RunLock
 from training.sample_stream import ShuffledStream, StreamSampler
@@ -143,11 +143,7 @@ def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         tqdm_core.CheckpointError: a truncated or corrupt file, or not a training checkpoint; the message names it.
     """
     path = Path(path)
-    payload = read_checkpoint_file(path)
-    damaged = damaged_record(path)
-    if damaged is not None:
-        raise tqdm_core.CheckpointError(f"checkpoint '{path}' is corrupt: its record '{damaged}' fails its CRC-32 "
-                                        f"check (the file changed after it was written); copy it again")
+    payload = read_checkpoint_file(path)  # also checks every record's CRC
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise tqdm_core.CheckpointError(f"'{path}' is not a training checkpoint (format '{CHECKPOINT_FORMAT}'); "
                                         f"resume from <output_dir>/checkpoints/iter_*.pt")

@@ -48,6 +48,16 @@ def test_truncated_file_is_reported(model, tmp_path):
             load_checkpoint(path)
 
 
+def test_a_flipped_byte_inside_the_weights_is_reported(model, tmp_path):
+    """torch.load does not check CRCs: without the check, a damaged disk block loads as wrong weights."""
+    path = save_checkpoint(model, tmp_path / "model.pt")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="fails its CRC-32 check"):
+        load_checkpoint(path)
+
+
 def test_missing_file_and_foreign_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
