@@ -131,6 +131,9 @@ PARAMETER_SPECS = (
                 'run the network through torch.compile (the first frame of each size compiles)'),
     option_spec('runtime', 'runtime',
                 "'onnxruntime': run the network in ONNX Runtime (CPU, fp32, no compile)"),
+    option_spec('flip_test', 'flip',
+                'also run each frame mirrored left-right and average the scores (test-time '
+                'augmentation: about twice the model time)'),
     ParameterSpec('max_rate_hz', 0.0, 'cap on inference runs per second; 0 means no cap',
                   min_value=0.0, max_value=1000.0),
     ParameterSpec(
@@ -186,6 +189,7 @@ class NodeParameters:
     max_batch_size: int
     compile: bool
     runtime: str
+    flip_test: bool
     max_rate_hz: float
     input_qos: str
     input_qos_depth: int

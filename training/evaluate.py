@@ -203,6 +203,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "the dataset's test scale")
     parser.add_argument("--precision", choices=CHOICES["precision"], default="fp32")
     parser.add_argument("--runtime", choices=CHOICES["runtime"], default="torch")
+    parser.add_argument("--flip", action="store_true",
+                        help="also run each image mirrored left-right and average the scores (test-time augmentation)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--native-size", action="store_true",
                         help="score every image at its own size (no official test-scale resize)")
@@ -216,7 +218,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # This command's spelling of the InferenceOptions fields it sets.
 OPTION_FLAGS = {"device": "--device", "precision": "--precision", "mode": "--mode", "window": "--window",
-                "stride": "--stride", "scale": "--scale", "runtime": "--runtime"}
+                "stride": "--stride", "scale": "--scale", "runtime": "--runtime", "flip": "--flip"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     """Score the checkpoint on every dataset; write a report per dataset and summary.json."""
     options = InferenceOptions(device=args.device, precision=args.precision, mode=args.mode, window=args.window,
-                               stride=args.stride, scale=args.scale, runtime=args.runtime)
+                               stride=args.stride, scale=args.scale, runtime=args.runtime, flip=args.flip)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     output_dir = args.output_dir or Path("runs") / "eval" / f"{Path(str(args.checkpoint)).stem}-{stamp}"
     datasets = [(spec, spec.build()) for spec in args.dataset]  # wrong dataset paths fail before the model loads

@@ -54,6 +54,21 @@ def test_slide_equals_whole_when_one_window_covers_the_image(model):
     np.testing.assert_array_equal(whole.probabilities, slide.probabilities)
 
 
+@pytest.mark.parametrize("mode", ["whole", "slide"])
+def test_flip_averages_the_mirrored_scores_and_is_mirror_symmetric(model, mode):
+    """flip=True: the mean of the scores of the image and of its mirror image mirrored back; so the prediction
+    for a mirrored image is the mirrored prediction (the untrained model alone is not symmetric)."""
+    settings = dict(precision="fp32", mode=mode, window=64, stride=43)
+    image = random_image(70, 90, seed=3)
+    plain, flipped = Predictor(model, **settings), Predictor(model, **settings, flip=True)
+    expected = (plain.scores(image[None]) + plain.scores(image[None, :, ::-1]).flip(-1)) / 2
+    torch.testing.assert_close(flipped.scores(image[None]), expected, rtol=1e-6, atol=1e-7)
+    mirrored = flipped.scores(image[None, :, ::-1])
+    torch.testing.assert_close(mirrored.flip(-1), flipped.scores(image[None]), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(plain.scores(image[None, :, ::-1]).flip(-1), plain.scores(image[None]), atol=1e-3)
+    assert flipped.describe()["flip"] is True
+
+
 def test_slide_covers_large_images(model):
     result = Predictor(model, mode="slide", window=64, stride=43).predict(random_image(100, 150, seed=2))
     assert result.labels.shape == (100, 150)

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 import tqdm_core
 from tqdm_core import Predictor
@@ -64,6 +65,20 @@ def test_evaluate_writes_scores_and_pictures(cityscapes_checkpoint, tmp_path):
     summary = json.loads((output / "summary.json").read_text())
     assert summary["datasets"]["camvid_val"]["miou"] == metrics["miou"]
     assert summary["datasets"]["camvid_val"]["report"] == "camvid_val"
+
+
+def test_flip_reaches_the_predictor(cityscapes_checkpoint, tmp_path):
+    output = tmp_path / "eval"
+    assert evaluate.main(["--checkpoint", str(cityscapes_checkpoint), "--dataset", f"camvid:{CAMVID_SAMPLE}:val",
+                          "--mode", "whole", "--max-images", "1", "--num-overlays", "1", "--no-progress",
+                          "--flip", "--output-dir", str(output)]) == 0
+    report = json.loads((output / "camvid_val" / "report.json").read_text())
+    assert report["model"]["details"]["flip"] is True
+    sample = build_dataset("camvid", CAMVID_SAMPLE, "val").load_sample(0)
+    image = sample["image"][None]
+    flipped = Predictor.from_checkpoint(cityscapes_checkpoint, mode="whole", flip=True).scores(image)
+    plain = Predictor.from_checkpoint(cityscapes_checkpoint, mode="whole").scores(image)
+    assert not torch.equal(flipped, plain)  # the option changes what is scored
 
 
 def test_dataset_specs_with_options_and_their_errors():

@@ -81,6 +81,7 @@ class InferenceOptions:
         max_batch_size: images (whole) or windows (slide) per forward pass.
         compile: run the network through `torch.compile`.
         runtime: "torch", or "onnxruntime" (CPU, fp32, without compile).
+        flip: also run each image mirrored left-right and average the scores (test-time augmentation, 2x time).
 
     Raises:
         InvalidOption: on construction, for the first value out of its range or choices, or a combination the
@@ -97,6 +98,7 @@ class InferenceOptions:
     max_batch_size: int = _PREDICTOR_DEFAULTS["max_batch_size"]
     compile: bool = _PREDICTOR_DEFAULTS["compile"]
     runtime: str = _PREDICTOR_DEFAULTS["runtime"]
+    flip: bool = _PREDICTOR_DEFAULTS["flip"]
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

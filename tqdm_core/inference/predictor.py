@@ -75,11 +75,13 @@ class Predictor:
             the tolerance pinned by tests/core/test_fast_paths.py.
         runtime: "torch", or "onnxruntime" (CPU, fp32 only): the network is exported to ONNX once per input
             shape and run by ONNX Runtime (tqdm_core.inference.export).
+        flip: test-time augmentation: also run the image mirrored left-right and average the two score maps
+            (twice the model time).
     """
 
     def __init__(self, model: torch.nn.Module, *, device: str = "cpu", precision: str = "auto", mode: str = "whole",
                  window: int = 512, stride: int = 341, scale: float = 1.0, confidence_threshold: float = 0.0,
-                 max_batch_size: int = 8, compile: bool = False, runtime: str = "torch") -> None:
+                 max_batch_size: int = 8, compile: bool = False, runtime: str = "torch", flip: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got '{mode}'")
         self.device = _check_device(device)
@@ -121,6 +123,7 @@ class Predictor:
         self.scale = scale
         self.confidence_threshold = confidence_threshold
         self.max_batch_size = max_batch_size
+        self.flip = flip
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, *, preset: str | None = None,
@@ -158,6 +161,7 @@ class Predictor:
             "compile": self.compile,
             "runtime": self.runtime,
             "confidence_threshold": self.confidence_threshold,
+            "flip": self.flip,
         }
 
     def predict(self, image: np.ndarray, *, channel_order: str = "rgb",
@@ -210,7 +214,10 @@ class Predictor:
         if self.scale != 1.0:
             size = (max(1, round(height * self.scale)), max(1, round(width * self.scale)))
             tensor = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=self.scale < 1)
-        scores = self._whole(tensor) if self.mode == "whole" else self._slide(tensor)
+        run = self._whole if self.mode == "whole" else self._slide
+        scores = run(tensor)
+        if self.flip:  # the mirrored image's scores, mirrored back: the average is left-right symmetric
+            scores = (scores + run(tensor.flip(-1)).flip(-1)) / 2
         if scores.shape[-2:] != (height, width):
             scores = F.interpolate(scores, size=(height, width), mode="bilinear", align_corners=False)
         return scores

@@ -149,6 +149,8 @@ def _add_evaluate(subparsers) -> None:
     model.add_argument('--input-scale', type=float, action=_DeprecatedInputScale,
                        help=argparse.SUPPRESS)
     model.add_argument('--runtime', help='torch or onnxruntime')
+    model.add_argument('--flip', action='store_true', default=None,
+                       help='also run each frame mirrored and average the scores (2x time)')
     topics = parser.add_argument_group('bag topics')
     topics.add_argument('--image-topic', default=_DEFAULTS.image_topic)
     topics.add_argument('--label-topic', default=_DEFAULTS.label_topic)
@@ -306,7 +308,7 @@ def _run_record(args: argparse.Namespace) -> None:
 # tqdm-bag evaluate's spelling of the tqdm_core.InferenceOptions fields it sets.
 OPTION_FLAGS = {'device': '--device', 'precision': '--precision', 'mode': '--inference-mode',
                 'window': '--window', 'stride': '--stride', 'scale': '--scale',
-                'runtime': '--runtime'}
+                'runtime': '--runtime', 'flip': '--flip'}
 
 
 def _offline_predictor(args: argparse.Namespace):

@@ -155,9 +155,10 @@ def test_cli_maps_its_flags_to_the_inference_options(camvid_bag, tmp_path, capsy
     output = tmp_path / 'report'
     assert main(['evaluate', str(camvid_bag), '-o', str(output), '--checkpoint',
                  str(tiny_checkpoint), '--preset', 'tqdm-tiny-rn', '--inference-mode', 'slide',
-                 '--window', '64', '--stride', '48', '--scale', '0.5', '--limit', '1']) == 0
+                 '--window', '64', '--stride', '48', '--scale', '0.5', '--flip', '--limit', '1']) == 0
     details = json.loads((output / 'report.json').read_text())['model']['details']
     assert (details['mode'], details['scale'], details['preset']) == ('slide', 0.5, 'tqdm-tiny-rn')
+    assert details['flip'] is True
     assert main(['evaluate', str(camvid_bag), '-o', str(tmp_path / 'no'), '--checkpoint',
                  str(tiny_checkpoint), '--window', '64', '--stride', '96']) == 1
     assert ("--stride' must be at most '--window' (64)" in capsys.readouterr().err)
