@@ -169,7 +169,7 @@ def matmul_peak(dtype: torch.dtype, *, max_size: int, seconds_per_product: float
     orders of magnitude slower than fp32, so its sweep stops early). Each size: one warm-up, median of 3.
     """
     products = {"torch.matmul": lambda a, b: torch.matmul(a, b)}
-    if dtype in fused_ops._onednn_dtypes():
+    if dtype in fused_ops.onednn_dtypes():
         products["oneDNN linear"] = lambda a, b: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
     best = {"gflops": 0.0, "size": 0, "library": ""}
     size = 512

@@ -40,7 +40,7 @@ from tqdm_core.modeling.semantic_inference import semantic_scores
 from tests.core.test_ms_deform_attn import naive_sample
 
 SHAPES = [(3, 4), (5, 2), (6, 7)]
-needs_onednn = pytest.mark.skipif(not fused_ops._onednn_dtypes(), reason="this PyTorch build has no oneDNN")
+needs_onednn = pytest.mark.skipif(not fused_ops.onednn_dtypes(), reason="this PyTorch build has no oneDNN")
 
 
 def random_sampling_inputs(batch, queries, heads, head_dim, points, spread, seed):
@@ -140,7 +140,7 @@ def test_cached_position_encoding_is_exact_and_safe_for_training():
 @pytest.mark.parametrize("activation", [None, nn.ReLU(), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(),
                                         QuickGELU()])
 def test_fused_linear_equals_separate_ops(dtype, activation):
-    if dtype not in fused_ops._onednn_dtypes():
+    if dtype not in fused_ops.onednn_dtypes():
         pytest.skip("oneDNN computes bf16 only on CPUs with AVX-512")
     generator = torch.Generator().manual_seed(7)
     layer = nn.Linear(256, 192).to(dtype)
@@ -187,7 +187,7 @@ def test_fused_kernels_only_where_they_apply():
     x = torch.randn(4, 8)
     assert not fused_ops.fused(x)  # outside fast_kernels()
     with fused_ops.fast_kernels():
-        assert fused_ops.fused(x) == bool(fused_ops._onednn_dtypes())
+        assert fused_ops.fused(x) == bool(fused_ops.onednn_dtypes())
         assert not fused_ops.fused(x.double())
         assert not fused_ops.fused(x.requires_grad_())  # training: autograd needs the plain ops
         with fused_ops.fast_kernels(False):
@@ -231,7 +231,7 @@ def test_predictor_network_matches_the_plain_model(name):
 @pytest.mark.parametrize("mode", ["whole", "slide"])
 def test_bf16_predictor_matches_eager_fp32(name, mode):
     """tqdm-clip-vit-tiny-official has QuickGELU: it checks the SiLU fold of `bf16_network` too."""
-    if torch.bfloat16 not in fused_ops._onednn_dtypes():
+    if torch.bfloat16 not in fused_ops.onednn_dtypes():
         pytest.skip("bf16 inference needs a CPU with AVX-512 for oneDNN")
     model = create_model(name, pretrained=None, seed=0)
     image = random_image(96, 160, seed=9)
@@ -247,7 +247,7 @@ def test_bf16_predictor_without_onednn_bf16_runs_the_plain_ops(monkeypatch):
     model = create_model("tqdm-tiny-vit", pretrained=None, seed=0)
     image = random_image(64, 96, seed=13)
     fp32 = Predictor(model, precision="fp32").predict(image, return_probabilities=True)
-    monkeypatch.setattr(fused_ops, "_onednn_dtypes", lambda: (torch.float32,))
+    monkeypatch.setattr(fused_ops, "onednn_dtypes", lambda: (torch.float32,))
     bf16 = Predictor(model, precision="bf16").predict(image, return_probabilities=True)
     np.testing.assert_allclose(bf16.probabilities, fp32.probabilities, rtol=0, atol=5e-3)
 

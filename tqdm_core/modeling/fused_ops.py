@@ -47,7 +47,7 @@ def fused(x: torch.Tensor) -> bool:
         return False
     if not _FAST_KERNELS.get() or x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad):
         return False
-    return torch.backends.mkldnn.enabled and x.dtype in _onednn_dtypes()
+    return torch.backends.mkldnn.enabled and x.dtype in onednn_dtypes()
 
 
 def linear(x: torch.Tensor, layer: nn.Linear, *, activation: nn.Module | None = None,
@@ -106,7 +106,7 @@ def _onednn_activation(activation: nn.Module | None) -> tuple[str, str]:
 
 
 @functools.cache
-def _onednn_dtypes() -> tuple[torch.dtype, ...]:
+def onednn_dtypes() -> tuple[torch.dtype, ...]:
     """Dtypes oneDNN computes in this PyTorch build on this CPU (none without oneDNN; bf16 needs AVX-512)."""
     if not torch.backends.mkldnn.is_available():
         return ()
