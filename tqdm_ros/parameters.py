@@ -134,6 +134,9 @@ PARAMETER_SPECS = (
     option_spec('flip_test', 'flip',
                 'also run each frame mirrored left-right and average the scores (test-time '
                 'augmentation: about twice the model time)'),
+    option_spec('reuse_memory', 'reuse_memory',
+                'on the CPU, keep freed memory in the process (glibc malloc) so large activations stop '
+                'page-faulting on every frame; the node keeps its peak memory'),
     ParameterSpec('max_rate_hz', 0.0, 'cap on inference runs per second; 0 means no cap',
                   min_value=0.0, max_value=1000.0),
     ParameterSpec(
@@ -190,6 +193,7 @@ class NodeParameters:
     compile: bool
     runtime: str
     flip_test: bool
+    reuse_memory: bool
     max_rate_hz: float
     input_qos: str
     input_qos_depth: int

@@ -74,6 +74,7 @@ class BenchConfig:
     budget_s: float  # stop timing after this many seconds (at least one timed call)
     scale: float | None = None  # the Predictor's input scale; None: the checkpoint's recommendation (1 untrained)
     profile: bool = False  # also break one call down by operator class (training.op_profile)
+    reuse_memory: bool = True  # the Predictor's reuse_memory (glibc keeps freed memory; off: every call page-faults)
 
     @property
     def mode(self) -> str:
@@ -119,7 +120,8 @@ def run_config(config: BenchConfig) -> dict:
     torch.set_num_threads(config.threads)
     options = InferenceOptions(precision=config.precision, mode=config.mode, window=WINDOW, stride=STRIDE,
                                scale=config.scale, compile=config.runtime == "compile",
-                               runtime="onnxruntime" if config.runtime == "onnxruntime" else "torch")
+                               runtime="onnxruntime" if config.runtime == "onnxruntime" else "torch",
+                               reuse_memory=config.reuse_memory)
     if config.preset == DEFAULT_MODEL:
         predictor = load_predictor(DEFAULT, options=options)
     else:  # random weights: the latency and FLOPs do not depend on them
@@ -226,7 +228,7 @@ def markdown_table(rows: list[dict], table: str) -> str:
 
 def build_configs(args: argparse.Namespace) -> list[BenchConfig]:
     common = dict(threads=args.threads, repeats=args.repeats, warmup=args.warmup, budget_s=args.budget,
-                  profile=args.profile)
+                  profile=args.profile, reuse_memory=not args.no_reuse_memory)
     configs = []
     for table, presets, sizes in (("latency", args.presets, args.sizes), ("fps", args.fps_presets, [args.fps_size])):
         for preset in presets:
@@ -293,6 +295,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="also profile one call per configuration and print "
                         "the time per operator class (matmul, attention, conv, deformable sampling, norm, copies, "
                         "resize / pool, element-wise, Python / dispatch)")
+    parser.add_argument("--no-reuse-memory", action="store_true", help="build the Predictors with reuse_memory "
+                        "off (glibc maps and faults in fresh pages for every large tensor of every call)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.fps_size = (args.fps_size[1], args.fps_size[0])  # WxH -> (H, W)
@@ -362,7 +366,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nCPU: {machine['cpu']}, flags {' '.join(machine['cpu_flags']) or 'none of interest'}; PyTorch "
           f"{machine['torch']} dispatches to {machine['cpu_capability']}, native bf16: {machine['native_bf16']}.")
     print(f"Matmul peaks ({args.threads} threads, best of torch.matmul and oneDNN): {peak_line}. Load average at the "
-          f"start {machine['load_average_start'][0]:.1f}, at the end {machine['load_average'][0]:.1f}.")
+          f"start {machine['load_average_start'][0]:.1f}, at the end {machine['load_average'][0]:.1f}. Predictors "
+          f"{'without' if args.no_reuse_memory else 'with'} reuse_memory (glibc keeps freed memory for reuse).")
     print("GFLOPs: 2 x multiply-accumulates of matmul, convolution and attention (FlopCounterMode); deformable "
           "sampling (embedding_bag / grid_sample), norms and element-wise ops are not counted.\n")
     if args.presets:

@@ -82,6 +82,8 @@ class InferenceOptions:
         compile: run the network through `torch.compile`.
         runtime: "torch", or "onnxruntime" (CPU, fp32, without compile).
         flip: also run each image mirrored left-right and average the scores (test-time augmentation, 2x time).
+        reuse_memory: on the CPU, keep freed memory in the process (glibc) so large activations stop page-faulting
+            on every call; process-wide.
 
     Raises:
         InvalidOption: on construction, for the first value out of its range or choices, or a combination the
@@ -99,6 +101,7 @@ class InferenceOptions:
     compile: bool = _PREDICTOR_DEFAULTS["compile"]
     runtime: str = _PREDICTOR_DEFAULTS["runtime"]
     flip: bool = _PREDICTOR_DEFAULTS["flip"]
+    reuse_memory: bool = _PREDICTOR_DEFAULTS["reuse_memory"]
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

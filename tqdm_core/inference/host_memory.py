@@ -1,0 +1,56 @@
+"""Keep freed host memory in the process, so large CPU tensors stop page-faulting on every call.
+
+PyTorch's CPU allocator has no cache: every tensor is a malloc and a free. glibc serves blocks above its mmap
+threshold (32 MiB at most) with fresh pages from mmap and gives them back with munmap on free, so every large
+activation of every call faults in and zeroes its pages again. A 512x1024 slide of tqdm-clip-vit-b16 took 1.1 to
+1.5 M page faults per call that way, about 16 % of its time on a 2-core AMD EPYC (training/bench_results).
+Serving every block from the heap and never trimming the heap keeps the pages mapped for the next call; the
+process then holds its peak working set, which the first call reaches anyway.
+
+The setting is process-wide (malloc has one configuration per process) and only exists in glibc; elsewhere (musl,
+macOS, Windows) nothing changes.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import platform
+
+logger = logging.getLogger(__name__)
+
+# mallopt parameters (glibc malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+# Never trim the heap top below this much free memory (mallopt takes an int).
+_TRIM_THRESHOLD_BYTES = 2**31 - 1
+
+_applied: bool | None = None
+
+
+def reuse_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse in this process: no mmap for large blocks, no heap trimming.
+
+    Idempotent; later calls return the first call's result.
+
+    Returns:
+        True if the allocator now keeps freed memory (glibc), False where it cannot be set.
+    """
+    global _applied
+    if _applied is None:
+        _applied = _set_glibc_malloc_options()
+    return _applied
+
+
+def _set_glibc_malloc_options() -> bool:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # Both calls return 1 on success; the trim threshold first, so a failure leaves mmap as it was.
+    applied = mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1 and mallopt(_M_MMAP_MAX, 0) == 1
+    if applied:
+        logger.info("glibc malloc keeps freed memory for reuse (no mmap for large blocks, no heap trimming)")
+    return applied
