@@ -5,30 +5,17 @@ and keeps freed memory in them. The node has executor threads, an inference work
 PyTorch's threads, and model loading frees a whole checkpoint (the fp16 file next to the fp32
 weights): without limits that freed memory stays resident. :func:`limit_allocator_caches` caps
 the arenas before any thread starts; :func:`release_free_memory` hands freed heap pages back to
-the system after model loading, the first inference and model release. On a C library other
-than glibc both do nothing.
+the system after model loading, the first inference and model release (the Predictor's
+``reuse_memory`` keeps freed memory between frames; an explicit release still hands it back).
+On a C library other than glibc both do nothing.
 """
 
-import ctypes
-import ctypes.util
 import os
-from typing import Optional
 
-# mallopt parameter numbers (glibc malloc.h).
-_M_ARENA_MAX = -8
+from tqdm_core.inference.host_memory import limit_arenas, release_free_memory  # noqa: F401 (node API)
+
 # Arenas for the whole process: the main thread's plus one shared by the other threads.
 ARENA_MAX = 2
-
-
-def _glibc() -> Optional[ctypes.CDLL]:
-    name = ctypes.util.find_library('c')
-    if name is None:
-        return None
-    library = ctypes.CDLL(name)
-    return library if hasattr(library, 'mallopt') and hasattr(library, 'malloc_trim') else None
-
-
-_LIBC = _glibc()
 
 
 def limit_allocator_caches() -> bool:
@@ -37,13 +24,7 @@ def limit_allocator_caches() -> bool:
     Returns:
         True when the setting was applied (glibc), False otherwise.
     """
-    return _LIBC is not None and _LIBC.mallopt(_M_ARENA_MAX, ARENA_MAX) == 1
-
-
-def release_free_memory() -> None:
-    """Return the free pages of every malloc arena to the operating system (glibc)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+    return limit_arenas(ARENA_MAX)
 
 
 def resident_memory_mb() -> float:
