@@ -5,7 +5,8 @@ excluded; intra-op worker threads are inside it) is added to the class of its na
 minus the sum of all self times is the Python and dispatch overhead between operators. Classes (issue 14):
 
 - matmul: GEMMs (addmm, mm, bmm, linear, einsum, fused linear-pointwise);
-- attention: fused scaled-dot-product attention kernels;
+- attention: fused scaled-dot-product attention kernels, and everything inside the Predictor's own attention
+  (`fused_ops.attention`: its GEMMs, softmax and per-head copies, marked by a profiler range);
 - conv: convolutions and transposed convolutions;
 - deformable sampling: the bilinear gathers of multi-scale deformable attention (embedding_bag, grid_sample);
 - norm: LayerNorm, GroupNorm, BatchNorm;
@@ -21,6 +22,8 @@ import time
 from typing import Callable
 
 from torch.profiler import ProfilerActivity, profile
+
+from tqdm_core.modeling.fused_ops import ATTENTION_RANGE
 
 KERNEL_CLASSES = ("matmul", "attention", "conv")
 CLASSES = (*KERNEL_CLASSES, "deformable sampling", "norm", "copies", "resize / pool", "element-wise")
@@ -48,7 +51,19 @@ _CLASS_OF = {op: name for name, ops in OP_CLASSES.items() for op in ops}
 
 def op_class(event_name: str) -> str:
     """The class of a profiler event: "aten::addmm" -> "matmul"; unknown operators are "element-wise"."""
+    if event_name == ATTENTION_RANGE:
+        return "attention"
     return _CLASS_OF.get(event_name.rpartition("::")[2], "element-wise")
+
+
+def _event_class(event) -> str:
+    """`op_class` of the event, or "attention" for anything inside the fused attention's range."""
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name == ATTENTION_RANGE:
+            return "attention"
+        parent = parent.cpu_parent
+    return op_class(event.name)
 
 
 def profile_call(call: Callable[[], object], *, top: int = 12) -> dict:
@@ -64,11 +79,9 @@ def profile_call(call: Callable[[], object], *, top: int = 12) -> dict:
         call()
         wall = time.perf_counter() - start
     seconds = dict.fromkeys(CLASSES, 0.0)
-    ops = []
-    for event in profiler.key_averages():
-        self_s = event.self_cpu_time_total / 1e6
-        seconds[op_class(event.key)] += self_s
-        ops.append([event.key, self_s, event.count])
+    for event in profiler.events():
+        seconds[_event_class(event)] += event.self_cpu_time_total / 1e6
+    ops = [[event.key, event.self_cpu_time_total / 1e6, event.count] for event in profiler.key_averages()]
     seconds["python / dispatch"] = max(wall - sum(seconds.values()), 0.0)
     kernels = sum(seconds[name] for name in KERNEL_CLASSES)
     ops.sort(key=lambda op: -op[1])

@@ -12,6 +12,10 @@ Tolerances:
   1e-5 absolute in fp32 (unit-scale values, other summation order); in bf16 1.6e-2 relative plus 1e-2
   absolute, two bf16 steps (the fused kernel rounds once, the separate ops round after every op).
 - the fused EVA02 block vs timm's: 1e-5 absolute in fp32 (outputs of unit scale).
+- attention as two oneDNN GEMMs per head vs F.scaled_dot_product_attention: 1e-5 absolute in fp32; in bf16, both
+  against the fp32 attention of the same bf16 inputs, at most 2x the flash kernel's error plus 2e-3 (logits up to
+  26; measured 1.25e-2 against the kernel's 7.9e-3: fp32 scores in both, the probabilities rounded to bf16 before
+  the second GEMM; bf16 scores would be off by 8.8e-2).
 - the Predictor's eager fp32 network (fused kernels, intermediate masks at the attention resolution) vs the plain
   `model(images)`: 1e-4 absolute on the semantic scores (values up to the number of queries).
 - bf16 Predictor (weights converted once, `bf16_network`) vs eager fp32 Predictor: 5e-3 absolute on class
@@ -194,6 +198,29 @@ def test_fused_kernels_only_where_they_apply():
             assert not fused_ops.fused(x.detach())
     with pytest.raises(ValueError, match="not several"):
         fused_ops.linear(x, nn.Linear(8, 8), activation=nn.ReLU(), residual=x)
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_attention_equals_scaled_dot_product_attention(monkeypatch, dtype):
+    """Strided q/k/v views of one packed projection, as in the ViT blocks; score rows in chunks of 7 (a budget of
+    7 rows of 45 keys), so the last chunk is partial."""
+    if dtype not in fused_ops.onednn_dtypes():
+        pytest.skip("oneDNN computes bf16 only on CPUs with AVX-512")
+    monkeypatch.setattr(fused_ops, "SCORES_CHUNK_BYTES", 45 * 4 * 7)  # fp32 scores
+    generator = torch.Generator().manual_seed(5)
+    qkv = torch.randn(2, 45, 3, 4, 32, generator=generator).permute(2, 0, 3, 1, 4)  # (3, B, heads, N, D) views
+    q, k, v = (qkv[0] * 2.5).to(dtype), (qkv[1] * 2.5).to(dtype), qkv[2].to(dtype)  # logits up to 26
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    reference = sdpa(q.float(), k.float(), v.float())
+    with torch.no_grad(), fused_ops.fast_kernels():
+        fused = fused_ops.attention(q, k, v)
+    assert fused.dtype == dtype and fused.shape == (2, 4, 45, 32)
+    assert fused.transpose(1, 2).is_contiguous()  # the callers' transpose(1, 2).reshape is a view
+    flash_error = (sdpa(q, k, v).float() - reference).abs().max().item()
+    atol = 1e-5 if dtype == torch.float32 else 2 * flash_error + 2e-3
+    torch.testing.assert_close(fused.float(), reference, rtol=0, atol=atol)
+    assert torch.equal(fused_ops.attention(q, k, v), sdpa(q, k, v))  # outside fast_kernels(): the plain kernel
 
 
 @needs_onednn

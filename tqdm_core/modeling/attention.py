@@ -99,6 +99,6 @@ def self_attention(attn: nn.MultiheadAttention, x: torch.Tensor, *,
     heads = attn.num_heads
     qkv = fused_ops.linear_weights(x, attn.in_proj_weight, attn.in_proj_bias)
     qkv = qkv.view(batch, tokens, 3, heads, width // heads).permute(2, 0, 3, 1, 4)  # (3, B, heads, N, C/heads)
-    out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+    out = fused_ops.attention(qkv[0], qkv[1], qkv[2])
     out = out.transpose(1, 2).reshape(batch, tokens, width)  # (B, heads, N, C/heads) -> (B, N, C)
     return fused_ops.linear(out, attn.out_proj, residual=residual)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from tqdm_core.modeling import fused_ops
@@ -142,7 +141,7 @@ def fast_block(block: nn.Module, x: torch.Tensor, rotation: tuple[torch.Tensor, 
                for projection in (attn.q_proj, attn.k_proj, attn.v_proj))  # (B, heads, N, C/heads) each
     if rotation is not None:
         q, k = rotate(q, rotation), rotate(k, rotation)
-    out = F.scaled_dot_product_attention(q, k, v)
+    out = fused_ops.attention(q, k, v)
     out = out.transpose(1, 2).reshape(batch, tokens, width)  # (B, heads, N, C/heads) -> (B, N, C)
     x = fused_ops.linear(attn.norm(out), attn.proj, residual=x)
     normed = block.norm2(x)
