@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from tqdm_core.classes import IGNORE_INDEX, ClassTable
 from tqdm_core.image_normalization import normalize_images
 from tqdm_core.inference.bf16_network import bf16_network
+from tqdm_core.inference.channels_last_network import channels_last_network
 from tqdm_core.inference.export import InferenceGraph, OnnxRuntimeRunner
 from tqdm_core.inference.host_memory import reuse_freed_memory
 from tqdm_core.inference.precision import PRECISIONS  # noqa: F401 (re-exported: the precision choices)
@@ -117,9 +118,12 @@ class Predictor:
         if runtime == "onnxruntime":
             self._network = OnnxRuntimeRunner(self.model)
         else:
-            converted = precision == "bf16" and self.device.type == "cpu"
-            graph = InferenceGraph(model=bf16_network(self.model) if converted else self.model,
-                                   fast_kernels=not compile)  # the compiler fuses on its own
+            network = self.model
+            if self.device.type == "cpu" and precision == "bf16":
+                network = bf16_network(self.model)
+            elif self.device.type == "cpu" and not compile:  # the compiler picks its own layouts
+                network = channels_last_network(self.model)
+            graph = InferenceGraph(model=network, fast_kernels=not compile)  # the compiler fuses on its own
             self._network = torch.compile(graph, dynamic=False) if compile else graph
         logger.info("precision '%s' -> %s on %s (%s)", requested_precision, precision, self.device,
                     _precision_reason(precision, self.device))
