@@ -208,6 +208,7 @@ def test_fused_attention_equals_scaled_dot_product_attention(monkeypatch, dtype)
     if dtype not in fused_ops.onednn_dtypes():
         pytest.skip("oneDNN computes bf16 only on CPUs with AVX-512")
     monkeypatch.setattr(fused_ops, "SCORES_CHUNK_BYTES", 45 * 4 * 7)  # fp32 scores
+    monkeypatch.setattr(fused_ops, "gemm_attention_pays", lambda: True)  # the GEMM path on every CPU
     generator = torch.Generator().manual_seed(5)
     qkv = torch.randn(2, 45, 3, 4, 32, generator=generator).permute(2, 0, 3, 1, 4)  # (3, B, heads, N, D) views
     q, k, v = (qkv[0] * 2.5).to(dtype), (qkv[1] * 2.5).to(dtype), qkv[2].to(dtype)  # logits up to 26
@@ -221,6 +222,9 @@ def test_fused_attention_equals_scaled_dot_product_attention(monkeypatch, dtype)
     atol = 1e-5 if dtype == torch.float32 else 2 * flash_error + 2e-3
     torch.testing.assert_close(fused.float(), reference, rtol=0, atol=atol)
     assert torch.equal(fused_ops.attention(q, k, v), sdpa(q, k, v))  # outside fast_kernels(): the plain kernel
+    monkeypatch.setattr(fused_ops, "gemm_attention_pays", lambda: False)  # e.g. AVX2: the plain kernel too
+    with torch.no_grad(), fused_ops.fast_kernels():
+        assert torch.equal(fused_ops.attention(q, k, v), sdpa(q, k, v))
 
 
 @needs_onednn

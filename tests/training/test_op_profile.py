@@ -17,7 +17,8 @@ def test_operator_names_map_to_their_class():
 
 
 @pytest.mark.skipif(not fused_ops.onednn_dtypes(), reason="the fused attention needs oneDNN")
-def test_softmax_inside_the_fused_attention_counts_as_attention():
+def test_softmax_inside_the_fused_attention_counts_as_attention(monkeypatch):
+    monkeypatch.setattr(fused_ops, "gemm_attention_pays", lambda: True)
     q, k, v = torch.randn(3, 1, 2, 40, 16).unbind(0)
     with torch.no_grad(), fused_ops.fast_kernels(), profile(activities=[ProfilerActivity.CPU]) as profiler:
         fused_ops.attention(q, k, v)

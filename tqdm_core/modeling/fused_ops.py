@@ -184,6 +184,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     stay in cache and large inputs stay bounded): bf16 scores would be 2x faster but off by up to 0.06 at the
     logits of 20-40 attention reaches (bf16 spacing there is 0.125), where the flash kernel keeps fp32 too.
 
+    Only where `gemm_attention_pays()`: with oneDNN's AVX2 kernels the GEMMs lost to the flash kernel (a ViT-B/16
+    window 2.02 s against 1.93 s in fp32), with AVX-512 they won (1.04 against 1.11 s fp32, 0.60 against 0.70 s
+    bf16; 2 threads, the AMD EPYC).
+
     Args:
         q: (B, heads, Nq, D); k: (B, heads, Nk, D); v: (B, heads, Nk, Dv).
 
@@ -191,7 +195,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
         (B, heads, Nq, Dv) in v's dtype; the fused result is a transposed view of a (B, Nq, heads, Dv) tensor, so
         that `.transpose(1, 2).reshape(B, Nq, heads * Dv)` is free.
     """
-    if not (fused(q) and k.dtype == q.dtype and v.dtype == q.dtype):
+    if not (fused(q) and gemm_attention_pays() and k.dtype == q.dtype and v.dtype == q.dtype):
         return F.scaled_dot_product_attention(q, k, v)
     with torch.profiler.record_function(ATTENTION_RANGE):
         batch, heads, length, depth = q.shape
@@ -208,6 +212,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
                     scores = gemm(q[b, h, start:start + rows], key, None, "none", [], "")
                     out[b, start:start + rows, h] = gemm(scores.softmax(-1).to(v.dtype), value_t, None, "none", [], "")
         return out.transpose(1, 2)
+
+
+@functools.cache
+def gemm_attention_pays() -> bool:
+    """True where PyTorch's CPU kernels run at AVX-512 or above (`attention` is faster there, slower on AVX2)."""
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def short_softmax(logits: torch.Tensor) -> torch.Tensor:
