@@ -115,7 +115,8 @@ class Launch:
 
     @property
     def output(self) -> str:
-        self._file.flush()
+        if not self._file.closed:  # after stop() too: a failed stop reports the output
+            self._file.flush()
         return self.log.read_text()
 
     def node_process(self) -> psutil.Process:
