@@ -136,7 +136,8 @@ PARAMETER_SPECS = (
                 'augmentation: about twice the model time)'),
     option_spec('reuse_memory', 'reuse_memory',
                 'on the CPU, keep freed memory in the process (glibc malloc) so large activations stop '
-                'page-faulting on every frame; the node keeps its peak memory'),
+                'page-faulting on every frame (paper presets); off by default in the node',
+                default=False),
     ParameterSpec('max_rate_hz', 0.0, 'cap on inference runs per second; 0 means no cap',
                   min_value=0.0, max_value=1000.0),
     ParameterSpec(
