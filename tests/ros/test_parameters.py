@@ -112,7 +112,8 @@ def test_inference_parameters_are_the_options_with_their_ranges_and_defaults():
         assert spec.choices == CHOICES.get(option), name
         assert (spec.min_value, spec.max_value) == RANGES.get(option, (None, None)), name
     options = validate_parameters(DEFAULTS).inference_options()
-    assert options == InferenceOptions(max_batch_size=4)  # the node batches at most 4 cameras
+    # The node batches at most 4 cameras, and leaves the process's malloc settings alone unless asked.
+    assert options == InferenceOptions(max_batch_size=4, reuse_memory=False)
     assert validate_parameters({**DEFAULTS, 'input_scale': 0.5}).inference_options().scale == 0.5
 
 
