@@ -27,9 +27,8 @@ _M_ARENA_MAX = -8
 # Never trim the heap top below this much free memory (mallopt takes an int).
 _TRIM_THRESHOLD_BYTES = 2**31 - 1
 
-_applied: bool | None = None
 
-
+@functools.cache
 def reuse_freed_memory() -> bool:
     """Make glibc keep freed memory for reuse in this process: no mmap for large blocks, no heap trimming.
 
@@ -38,10 +37,14 @@ def reuse_freed_memory() -> bool:
     Returns:
         True if the allocator now keeps freed memory (glibc), False where it cannot be set.
     """
-    global _applied
-    if _applied is None:
-        _applied = _set_glibc_malloc_options()
-    return _applied
+    libc = glibc()
+    if libc is None:
+        return False
+    # Both calls return 1 on success; the trim threshold first, so a failure leaves mmap as it was.
+    applied = libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1 and libc.mallopt(_M_MMAP_MAX, 0) == 1
+    if applied:
+        logger.info("glibc malloc keeps freed memory for reuse (no mmap for large blocks, no heap trimming)")
+    return applied
 
 
 def limit_arenas(arenas: int) -> bool:
@@ -77,13 +80,3 @@ def glibc() -> ctypes.CDLL | None:
     library.mallopt.argtypes, library.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return library
 
-
-def _set_glibc_malloc_options() -> bool:
-    libc = glibc()
-    if libc is None:
-        return False
-    # Both calls return 1 on success; the trim threshold first, so a failure leaves mmap as it was.
-    applied = libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) == 1 and libc.mallopt(_M_MMAP_MAX, 0) == 1
-    if applied:
-        logger.info("glibc malloc keeps freed memory for reuse (no mmap for large blocks, no heap trimming)")
-    return applied
