@@ -148,7 +148,8 @@ def test_default_model_outputs_are_unchanged_bit_for_bit(one_thread):
     - bit for bit, on any CPU, the outputs of the same model whose text blocks (its only GELUs: the ResNet has
       ReLUs) are built by open_clip's CLIP with its default activation, in this process;
     - close to the outputs recorded when it was shipped (tests/data/default_model_reference.pt, its
-      `recorded_with` says how: one CamVid sample frame at 96x128, one thread, AVX-512 kernels). AVX2 kernels
+      `recorded_with` says how: one CamVid sample frame at 96x128, one thread, AVX-512 kernels;
+      tests/data/record_default_model_reference.py re-records it when the shipped model changes). AVX2 kernels
       round differently (1.9e-5 apart for the previous default model); the test allows 1e-4 (absolute and
       relative).
 
