@@ -61,6 +61,15 @@ class RareClassSamplingConfig:
 
 
 @dataclass
+class ClassPasteConfig:
+    """Rare-class paste (``tqdm_core.data.RareClassPaste``, issue 13): not in the official recipe, off by default."""
+
+    probability: float = 0.0  # share of training samples that get a donor crop's pixels pasted in; 0 = off
+    classes: list[str] = field(default_factory=list)  # names of the pasted classes, e.g. [sign-symbol, fence]
+    min_pixels: int = 500  # a donor image holds more than this many pixels of a pasted class
+
+
+@dataclass
 class OptimizerConfig:
     """AdamW with the parameter groups of METHOD.md section 7.3."""
 
@@ -116,6 +125,7 @@ class TrainConfig:
                                                                                split="train"))
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     rare_class_sampling: RareClassSamplingConfig = field(default_factory=RareClassSamplingConfig)
+    class_paste: ClassPasteConfig = field(default_factory=ClassPasteConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -169,6 +179,10 @@ class TrainConfig:
             problems.append(f"validation.interval must be >= 1, got {self.validation.interval}")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             problems.append(f"ema_decay must be in (0, 1) or null, got {self.ema_decay}")
+        if not 0.0 <= self.class_paste.probability <= 1.0:
+            problems.append(f"class_paste.probability must be in [0, 1], got {self.class_paste.probability}")
+        if self.class_paste.probability > 0 and not self.class_paste.classes:
+            problems.append("class_paste.classes is empty: name the classes to paste (e.g. [sign-symbol, fence])")
         if self.keep_checkpoints < 0:
             problems.append(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
         if problems:

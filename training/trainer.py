@@ -48,8 +48,8 @@ from tqdm_core.builder import unrecorded_activation
 from tqdm_core.checkpoint import CheckpointMetadata, atomic_torch_save, read_checkpoint_file
 from tqdm_core.inference import InferenceOptions
 from tqdm_core.inference.host_memory import reuse_freed_memory
-from tqdm_core.data import (LightingAugmentation, RareClassSamplingDataset, SegmentationDataset, TrainTransform,
-                            build_dataset)
+from tqdm_core.data import (LightingAugmentation, RareClassPaste, RareClassSamplingDataset, SegmentationDataset,
+                            TrainTransform, build_dataset, load_class_statistics)
 from tqdm_core.evaluation import SemSegEvaluator
 from tqdm_core.losses import TqdmLoss
 from training.launcher_watch import exit_with_launcher, launched_by_torchrun
@@ -123,13 +123,27 @@ def build_training_stream(config: TrainConfig, dataset: SegmentationDataset, *, 
                                lighting=LightingAugmentation() if aug.lighting else None,
                                pad_after_normalize=aug.pad_after_normalize, ignore_index=config.loss.ignore_index)
     rcs = config.rare_class_sampling
-    if not rcs.enabled:
-        return ShuffledStream(dataset, transform=transform, seed=config.seed)
-    return RareClassSamplingDataset(dataset, transform=transform, class_temp=rcs.class_temp,
-                                    min_pixels=rcs.min_pixels, min_crop_ratio=rcs.min_crop_ratio,
-                                    cache_path=rcs.cache_path or cache_path,
-                                    official_statistics=rcs.official_statistics, seed=config.seed,
-                                    num_workers=config.num_workers)
+    if rcs.enabled:
+        stream = RareClassSamplingDataset(dataset, transform=transform, class_temp=rcs.class_temp,
+                                          min_pixels=rcs.min_pixels, min_crop_ratio=rcs.min_crop_ratio,
+                                          cache_path=rcs.cache_path or cache_path,
+                                          official_statistics=rcs.official_statistics, seed=config.seed,
+                                          num_workers=config.num_workers)
+    else:
+        stream = ShuffledStream(dataset, transform=transform, seed=config.seed)
+    paste = config.class_paste
+    if paste.probability == 0:
+        return stream
+    names = list(dataset.class_table.names)
+    unknown = [name for name in paste.classes if name not in names]
+    if unknown:
+        raise ValueError(f"class_paste.classes names {unknown}, which {dataset!r} does not have; its classes: {names}")
+    pixel_counts = (stream.pixel_counts if rcs.enabled else
+                    load_class_statistics(dataset, cache_path=rcs.cache_path or cache_path,
+                                          num_workers=config.num_workers))
+    return RareClassPaste(stream, dataset=dataset, transform=transform, pixel_counts=pixel_counts,
+                          class_ids=[names.index(name) for name in paste.classes], probability=paste.probability,
+                          min_pixels=paste.min_pixels, seed=config.seed)
 
 
 def _build_dataset(spec: DatasetConfig) -> SegmentationDataset:

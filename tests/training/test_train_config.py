@@ -48,6 +48,8 @@ def test_command_line_overrides_and_yaml_number_quirk():
     ("precision=fp8", "precision must be one of"),
     ("validation.scale=0", r"validation.scale must be in \[0.05, 8\]"),
     ("iterations", "key.path=value"),
+    ("class_paste.probability=1.5", r"class_paste.probability must be in \[0, 1\]"),
+    ("class_paste.probability=0.5", "class_paste.classes is empty"),
 ])
 def test_bad_overrides_are_rejected_with_a_clear_error(override, message):
     with pytest.raises(ValueError, match=message):

@@ -3,6 +3,7 @@ from tqdm_core.data.base import SampleFiles, SegmentationDataset, read_image, re
 from tqdm_core.data.bdd100k import BDD100KDataset
 from tqdm_core.data.camvid import CamVidDataset
 from tqdm_core.data.cityscapes import CityscapesDataset
+from tqdm_core.data.class_paste import RareClassPaste
 from tqdm_core.data.gta5 import GTA5Dataset
 from tqdm_core.data.image_folder import ImageFolderDataset
 from tqdm_core.data.lighting_augmentation import LightingAugmentation
@@ -19,8 +20,8 @@ from tqdm_core.data.transforms import EvalTransform, PhotometricDistortion, Trai
 
 __all__ = [
     "BDD100KDataset", "CamVidDataset", "CityscapesDataset", "DATASETS", "EvalTransform", "GTA5Dataset",
-    "ImageFolderDataset", "LightingAugmentation", "MapillaryVistasDataset", "PhotometricDistortion", "RareClassSamplingDataset",
-    "SampleFiles", "SegmentationDataset", "TrainTransform", "build_dataset", "class_sampling_probabilities",
+    "ImageFolderDataset", "LightingAugmentation", "MapillaryVistasDataset", "PhotometricDistortion", "RareClassPaste",
+    "RareClassSamplingDataset", "SampleFiles", "SegmentationDataset", "TrainTransform", "build_dataset", "class_sampling_probabilities",
     "count_class_pixels", "load_class_statistics", "read_image", "read_label_ids", "read_official_statistics",
     "seed_worker",
 ]
