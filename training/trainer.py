@@ -146,6 +146,21 @@ def build_training_stream(config: TrainConfig, dataset: SegmentationDataset, *, 
                           min_pixels=paste.min_pixels, seed=config.seed)
 
 
+def update_weight_average(average: AveragedModel, model: nn.Module) -> None:
+    """One step of the moving average of the weights and BatchNorm statistics; other buffers follow the model.
+
+    AveragedModel(use_buffers=True) averages every buffer: the text encoder's causal mask (-inf above the diagonal,
+    not saved) would become NaN and integer buffers (token ids) would be rounded, so the average scored during
+    training would not be the model_final.pt saved from it (which rebuilds the unsaved buffers).
+    """
+    average.update_parameters(model)
+    with torch.no_grad():
+        for averaged_module, module in zip(average.module.modules(), model.modules(), strict=True):
+            for name, buffer in module.named_buffers(recurse=False):
+                if name in module._non_persistent_buffers_set or not buffer.is_floating_point():
+                    getattr(averaged_module, name).copy_(buffer)
+
+
 def _build_dataset(spec: DatasetConfig) -> SegmentationDataset:
     return build_dataset(spec.name, spec.root, spec.split, **spec.options)
 
@@ -510,7 +525,7 @@ class Trainer:
             self.schedule.apply(self.optimizer, iteration)
             losses, waited = self._step(batches, iteration)
             if self.ema is not None:
-                self.ema.update_parameters(self.model)
+                update_weight_average(self.ema, self.model)
             for key, value in losses.items():
                 interval_losses[key] = interval_losses.get(key, 0.0) + value
             interval_count += 1
