@@ -8,7 +8,7 @@ Frames are named ``<sequence>_<frame>`` (0001TP, 0006R0, 0016E5, Seq05VD). The S
 sequence that also fills half of train, so scores on it overstate how a model does on streets it has not seen.
 ``sequences`` / ``exclude_sequences`` select frames by recording, which gives sequence-held-out validation, e.g.
 train on ``split="trainval", exclude_sequences=("0001TP",)`` and validate on ``split="trainval",
-sequences=("0001TP",)`` (``training.train --hold-out-sequence 0001TP`` sets up both).
+sequences=("0001TP",)`` (the training config's ``hold_out_sequence=0001TP`` sets up both).
 
 ``classes="camvid11"`` keeps the 11 CamVid classes; ``classes="cityscapes19"`` maps them to the Cityscapes train ids
 a DGSS model predicts (tree -> vegetation, sign-symbol -> traffic sign, bicyclist -> rider, ...). Void is 255.
