@@ -19,7 +19,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage
 
 from tqdm_ros.image_conversion import (
-    DEFAULT_MAX_PIXELS, ImageConversionError, three_channel_uint8)
+    check_image_size, DEFAULT_MAX_PIXELS, ImageConversionError, three_channel_uint8)
 
 CODECS = ('jpeg', 'png')
 # Bytes per pixel of the largest raw image a JPEG or PNG can hold (16-bit RGBA): a payload longer
@@ -144,12 +144,7 @@ def check_compressed_layout(msg: CompressedImage, *,
             f'format {msg.format!r} names {named} but the data is a {codec} stream; fix the '
             'publisher, the format field must describe the data')
     width, height = _jpeg_size(data) if codec == 'jpeg' else _png_size(data)
-    if width == 0 or height == 0:
-        raise ImageConversionError(f'empty {codec} image: {width}x{height} pixels')
-    if width * height > max_pixels:
-        raise ImageConversionError(
-            f'{codec} image size {width}x{height} exceeds the limit of {max_pixels} pixels '
-            '(corrupt header? otherwise raise the max_input_pixels parameter)')
+    check_image_size(width, height, max_pixels, what=f'{codec} image')
     # A JPEG ends with the end-of-image marker (some encoders pad with zero bytes after it).
     ending = bytes(data[-64:]).rstrip(b'\x00') if codec == 'jpeg' else bytes(data[-8:])
     if not ending.endswith(_JPEG_END if codec == 'jpeg' else _PNG_END):
@@ -178,7 +173,11 @@ def compressed_to_rgb8(msg: CompressedImage, *,
             decode, or a decoded size that differs from the header's.
     """
     layout = check_compressed_layout(msg, max_pixels=max_pixels)
-    decoded = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        decoded = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as error:  # OpenCV checks some header fields outside its decoders
+        raise ImageConversionError(
+            f'{layout.codec} data of {len(msg.data)} bytes could not be decoded: {error}') from error
     if decoded is None:
         raise ImageConversionError(
             f'{layout.codec} data of {len(msg.data)} bytes could not be decoded (corrupt)')

@@ -46,6 +46,23 @@ ENCODINGS = {
 # Default bound on width * height: 32 megapixels is above any camera a robot carries; a larger
 # header is corrupt and would make the node allocate gigabytes.
 DEFAULT_MAX_PIXELS = 32 * 1024 * 1024
+# The model's limit on either side (tqdm_core.inference.predictor.MAX_SIDE, not imported here to
+# keep torch out of the node's start; a test keeps the two equal).
+MAX_SIDE = 8192
+
+
+def check_image_size(width: int, height: int, max_pixels: int, what: str = 'image') -> None:
+    """Raise ImageConversionError for an empty size, or one above ``max_pixels`` or MAX_SIDE."""
+    if width == 0 or height == 0:
+        raise ImageConversionError(f'empty {what}: {width}x{height} pixels')
+    if width * height > max_pixels:
+        raise ImageConversionError(
+            f'{what} size {width}x{height} exceeds the limit of {max_pixels} pixels '
+            '(corrupt header? otherwise raise the max_input_pixels parameter)')
+    if max(width, height) > MAX_SIDE:
+        raise ImageConversionError(
+            f'{what} size {width}x{height} has a side above {MAX_SIDE} pixels, the most the model '
+            'takes (corrupt header? otherwise resize the stream)')
 
 
 class ImageConversionError(ValueError):
@@ -75,12 +92,7 @@ def check_image_layout(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> E
         raise ImageConversionError(
             f'unsupported encoding {msg.encoding!r}; expected one of {sorted(ENCODINGS)} '
             '(convert the stream, e.g. with image_proc, or republish it in one of these)')
-    if msg.width == 0 or msg.height == 0:
-        raise ImageConversionError(f'empty image: {msg.width}x{msg.height} pixels')
-    if msg.width * msg.height > max_pixels:
-        raise ImageConversionError(
-            f'image size {msg.width}x{msg.height} exceeds the limit of {max_pixels} pixels '
-            '(corrupt header? otherwise raise the max_input_pixels parameter)')
+    check_image_size(msg.width, msg.height, max_pixels)
     row_bytes = msg.width * layout.channels * layout.dtype.itemsize
     if msg.step < row_bytes:
         raise ImageConversionError(

@@ -62,6 +62,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 
@@ -86,6 +87,11 @@ if TYPE_CHECKING:
 NODE_NAME = 'segmentation_node'
 # Throttle period of repeated warnings (bad input, inference errors).
 WARNING_PERIOD_S = 5.0
+# rclpy before Iron (Humble) calls subscription callbacks with the message only, and has no
+# post-set parameter callbacks: the node then does without publisher sequence numbers (frames
+# lost before its callback are not counted) and applies run-time parameters in its check.
+MESSAGE_INFO_CALLBACKS = hasattr(Subscription, 'CallbackType')
+POST_SET_PARAMETER_CALLBACKS = hasattr(LifecycleNode, 'add_post_set_parameters_callback')
 # Longest wait for the worker to finish its current batch on deactivate.
 WORKER_JOIN_TIMEOUT_S = 60.0
 # With no frame for this long the worker returns the memory inference freed to the system.
@@ -277,7 +283,8 @@ class SegmentationNode(LifecycleNode):
         # True from the start of configure until cleanup: the parameters are in use.
         self._parameters_in_use = False
         self.add_on_set_parameters_callback(self._check_parameter_update)
-        self.add_post_set_parameters_callback(self._apply_runtime_parameters)
+        if POST_SET_PARAMETER_CALLBACKS:
+            self.add_post_set_parameters_callback(self._apply_runtime_parameters)
         self._predictor_factory = predictor_factory
         self._predictor = None
         self._class_table: Optional[ClassTable] = None
@@ -374,7 +381,7 @@ class SegmentationNode(LifecycleNode):
         # the latest-frame slot rely on it), different cameras in parallel.
         self._subscriptions_by_camera = [
             self.create_subscription(
-                decoder.msg_type, camera.subscribed, functools.partial(self._on_image, index),
+                decoder.msg_type, camera.subscribed, self._image_callback(index),
                 input_qos, callback_group=MutuallyExclusiveCallbackGroup())
             for index, (camera, decoder) in enumerate(zip(self._cameras, self._decoders))]
         self._stop_worker.clear()
@@ -442,6 +449,8 @@ class SegmentationNode(LifecycleNode):
                 f'{self.get_fully_qualified_name()} deactivate, then cleanup), set it, then '
                 f'configure and activate again; applied at once: '
                 f'{", ".join(sorted(RUNTIME_PARAMETERS))}'))
+        if not POST_SET_PARAMETER_CALLBACKS:  # the only on-set callback: accepting is setting
+            self._apply_runtime_parameters(parameters)
         return SetParametersResult(successful=True)
 
     def _apply_runtime_parameters(self, parameters) -> None:
@@ -496,16 +505,25 @@ class SegmentationNode(LifecycleNode):
             f'skipping a frame from {self._cameras[camera_index].subscribed}: {error} '
             f'({total} rejected so far)', throttle_duration_sec=WARNING_PERIOD_S)
 
-    def _on_image(self, camera_index: int, msg: Image | CompressedImage, info: dict) -> None:
+    def _image_callback(self, camera_index: int) -> Callable:
+        if MESSAGE_INFO_CALLBACKS:
+            return functools.partial(self._on_image, camera_index)
+        return lambda msg: self._on_image(camera_index, msg, None)
+
+    def _on_image(self, camera_index: int, msg: Image | CompressedImage,
+                  info: Optional[dict]) -> None:
         received = time.monotonic()
         slots = self._slots
         if slots is None:  # a callback racing with deactivate
             return
         self._health.on_received(camera_index)
-        lost = self._sequence_trackers[camera_index].observe(
-            bytes(info['publisher_gid']['data']), info['publication_sequence_number'])
-        if lost:
-            self._health.on_lost(camera_index, lost)
+        # Absent in older rclpy, None where the middleware gives no publisher identity.
+        publisher = info.get('publisher_gid') if info else None
+        if publisher is not None:
+            lost = self._sequence_trackers[camera_index].observe(
+                bytes(publisher['data']), info['publication_sequence_number'])
+            if lost:
+                self._health.on_lost(camera_index, lost)
         try:
             self._decoders[camera_index].check(msg, max_pixels=self._params.max_input_pixels)
         except ImageConversionError as error:
@@ -525,7 +543,14 @@ class SegmentationNode(LifecycleNode):
             ready = slots.take_ready(timeout=IDLE_RELEASE_S)
             if ready:
                 next_run = time.monotonic() + min_period
-                self._process(ready)
+                try:
+                    self._process(ready)
+                except Exception as error:  # the worker must outlive any one frame
+                    for camera_index, _ in ready:
+                        self._health.on_inference_error(camera_index, str(error))
+                    self.get_logger().error(
+                        f'processing {len(ready)} frame(s) failed: {error}\n'
+                        f'{traceback.format_exc()}', throttle_duration_sec=WARNING_PERIOD_S)
                 worked_since_release = True
             elif worked_since_release:
                 # The cameras paused: give back what inference freed. Never while frames keep
@@ -541,6 +566,10 @@ class SegmentationNode(LifecycleNode):
                     frame.message, max_pixels=self._params.max_input_pixels)
             except ImageConversionError as error:
                 self._reject(camera_index, error)
+                continue
+            except Exception as error:  # a decoder's own failure (cv_bridge, OpenCV): bad input
+                self._reject(camera_index, ImageConversionError(
+                    f'could not decode: {type(error).__name__}: {error}'))
                 continue
             by_channel_order.setdefault(channel_order, []).append(
                 DecodedFrame(camera_index, frame, image, channel_order))

@@ -108,6 +108,7 @@ def bad_messages():
         (message(png[:20], 'png'), 'no IHDR header chunk'),
         (message(png_declaring(100_000, 100_000), 'png'), 'exceeds the limit'),
         (message(png_declaring(0, 36), 'png'), 'empty png image'),
+        (message(png_declaring(1 << 20, 1), 'png'), 'has a side above 8192 pixels'),
         (message(png, '16UC1; compressedDepth png'), 'compressedDepth'),
     ]
 

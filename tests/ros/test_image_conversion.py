@@ -7,8 +7,9 @@ import pytest
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from tqdm_core.inference.predictor import MAX_SIDE as PREDICTOR_MAX_SIDE
 from tqdm_ros.image_conversion import (
-    check_image_layout, ENCODINGS, image_to_numpy, image_to_rgb8, ImageConversionError,
+    check_image_layout, ENCODINGS, image_to_numpy, image_to_rgb8, ImageConversionError, MAX_SIDE,
     numpy_to_image)
 
 RNG = np.random.default_rng(0)
@@ -102,6 +103,7 @@ def test_mono_and_float_images_become_grey_rgb():
     (raw_message('yuv422', 2, 2, 4, bytes(8)), "unsupported encoding 'yuv422'"),
     (raw_message('rgb8', 0, 2, 0, b''), 'empty image: 0x2'),
     (raw_message('rgb8', 100_000, 100_000, 300_000, bytes(4)), 'exceeds the limit'),
+    (raw_message('mono8', 10_000, 1, 10_000, bytes(10_000)), 'has a side above 8192 pixels'),
     (raw_message('rgb8', 4, 2, 10, bytes(20)), 'step 10 is shorter than one row'),
     (raw_message('mono16', 4, 2, 9, bytes(18)), 'step 9 is not a multiple of the 2-byte'),
     (raw_message('rgb8', 4, 2, 12, bytes(23)), 'data has 23 bytes, expected'),
@@ -138,3 +140,7 @@ def test_pixel_limit_is_configurable():
 def test_encoding_an_array_that_does_not_match_is_an_error(array, encoding):
     with pytest.raises(ValueError, match=encoding):
         numpy_to_image(array, encoding)
+
+
+def test_side_limit_is_the_predictors():
+    assert MAX_SIDE == PREDICTOR_MAX_SIDE

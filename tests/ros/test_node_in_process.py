@@ -22,6 +22,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from tests.ros.ros_harness import image_message, MessageLog, RosClient, stamp_ns
+from tqdm_ros.image_conversion import check_image_layout, image_to_rgb8
 from tqdm_ros.parameters import PARAMETER_SPECS, RUNTIME_PARAMETERS
 from tqdm_ros.segmentation_node import SegmentationNode
 
@@ -180,3 +181,102 @@ def test_frames_lost_in_the_input_queue_are_counted(ros_domain):
             assert [stamp_ns(m) for m in labels.messages] == [10 ** 9, 6 * 10 ** 9]
         finally:
             client.close()
+
+
+def camera_status_values(diagnostics: MessageLog, topic: str) -> dict:
+    for array in reversed(diagnostics.messages):
+        for status in array.status:
+            if status.name.endswith(topic):
+                return {kv.key: kv.value for kv in status.values}
+    return {}
+
+
+def publish_frames_one_by_one(spun: SpunNode, topic: str, count: int, processed) -> list:
+    """Publish `count` frames on `topic`, each after the node finished the previous one
+    (`processed()` counts finished frames); returns the stamps of the labels published."""
+    watcher = rclpy.create_node('watcher', context=spun.context)
+    spun.executor.add_node(watcher)
+    labels = MessageLog()
+    watcher.create_subscription(Image, topic.replace('image_raw', 'segmentation/labels'), labels,
+                                RELIABLE)
+    client = RosClient(name='one_by_one_camera')
+    try:
+        publisher = client.node.create_publisher(Image, topic, RELIABLE)
+        spun.spin_until(lambda: publisher.get_subscription_count() > 0, 'matched')
+        for stamp in range(1, count + 1):
+            publisher.publish(image_message(FRAME, 'rgb8', stamp_ns=stamp * 10 ** 9,
+                                            frame_id='c'))
+            spun.spin_until(lambda: processed() >= stamp, f'frame {stamp} handled')
+        return [stamp_ns(m) // 10 ** 9 for m in labels.messages]
+    finally:
+        client.close()
+
+
+def test_the_worker_outlives_a_failing_decoder_and_publisher(ros_domain, monkeypatch):
+    """Bad input never kills the node: an unexpected decoder exception (cv_bridge, OpenCV) is
+    a rejected frame, an exception while publishing an inference error, and the next frame is
+    segmented as usual."""
+    from tqdm_ros import segmentation_node
+
+    calls = {'decode': 0, 'publish': 0}
+
+    def decode_failing_once(msg, **kwargs):
+        calls['decode'] += 1
+        if calls['decode'] == 1:
+            raise RuntimeError('decoder bug')
+        return image_to_rgb8(msg, **kwargs)
+
+    monkeypatch.setattr(segmentation_node, 'RAW_INPUT', segmentation_node.InputDecoder(
+        Image, check_image_layout, decode_failing_once))
+    topic = '/failing/camera/image_raw'
+    with spun_node('-p', f"input_topics:=['{topic}']", '-p', 'input_qos:=reliable',
+                   '-p', 'diagnostics_period_s:=0.1') as spun:
+        node = spun.node
+        assert node.start()
+        publish = node._publish
+
+        def publish_failing_once(decoded, prediction):
+            calls['publish'] += 1
+            if calls['publish'] == 1:
+                raise RuntimeError('publisher bug')
+            publish(decoded, prediction)
+
+        node._publish = publish_failing_once
+        diagnostics = MessageLog()
+        node.create_subscription(DiagnosticArray, '/diagnostics', diagnostics, 50)
+
+        def handled() -> int:
+            values = camera_status_values(diagnostics, topic)
+            return sum(int(values.get(key, 0))
+                       for key in ('bad_inputs', 'inference_errors', 'processed'))
+
+        published = publish_frames_one_by_one(spun, topic, 3, handled)
+        values = camera_status_values(diagnostics, topic)
+        assert (values['bad_inputs'], values['inference_errors'], values['processed']) == (
+            '1', '1', '1')
+        assert published == [3]
+        assert node._worker.is_alive()
+
+
+def test_without_message_info_and_post_set_callbacks(ros_domain, monkeypatch):
+    """Humble's rclpy: subscription callbacks get the message only, and there are no post-set
+    parameter callbacks. Frames are still segmented and run-time parameters still applied."""
+    from tqdm_ros import segmentation_node
+
+    monkeypatch.setattr(segmentation_node, 'MESSAGE_INFO_CALLBACKS', False)
+    monkeypatch.setattr(segmentation_node, 'POST_SET_PARAMETER_CALLBACKS', False)
+    topic = '/humble/camera/image_raw'
+    with spun_node('-p', f"input_topics:=['{topic}']", '-p', 'input_qos:=reliable',
+                   '-p', 'diagnostics_period_s:=0.1') as spun:
+        node = spun.node
+        assert node.start()
+        assert set_parameter(node, 'overlay_alpha', 0.25).successful
+        assert node.parameters.overlay_alpha == 0.25
+        refused = set_parameter(node, 'overlay_alpha', 7.0)
+        assert not refused.successful and node.parameters.overlay_alpha == 0.25
+        diagnostics = MessageLog()
+        node.create_subscription(DiagnosticArray, '/diagnostics', diagnostics, 50)
+        published = publish_frames_one_by_one(
+            spun, topic, 2,
+            lambda: int(camera_status_values(diagnostics, topic).get('processed', 0)))
+        assert published == [1, 2]
