@@ -124,7 +124,7 @@ def load_model(path: str | os.PathLike) -> Checkpoint:
 
 
 class ScaledPredictor:
-    """Predictions with a per-image keep-ratio test scale: one Predictor (sharing the model) per scale factor.
+    """Predictions with a per-image keep-ratio test scale: one Predictor per scale factor, all sharing one network.
 
     Args:
         checkpoint: the model and its metadata.
@@ -137,9 +137,10 @@ class ScaledPredictor:
         self.model = checkpoint.model
         self.test_scale = test_scale
         self.options = options
-        self._predictors: dict[float, Predictor] = {}
         # A model trained at a reduced resolution records the input scale it expects (checkpoint metadata).
         self.model_scale = options.predictor_arguments(recommended_scale=checkpoint.metadata.inference_scale)["scale"]
+        base = predictor_for(checkpoint, dataclasses.replace(options, scale=self.model_scale))
+        self._predictors: dict[float, Predictor] = {1.0: base}
 
     def predictor(self, height: int, width: int) -> Predictor:
         ratio = 1.0
@@ -150,8 +151,7 @@ class ScaledPredictor:
             if scaled_size(height, width, ratio) == (width, height):
                 ratio = 1.0
         if ratio not in self._predictors:
-            options = dataclasses.replace(self.options, scale=ratio * self.model_scale)
-            self._predictors[ratio] = predictor_for(self.checkpoint, options)
+            self._predictors[ratio] = self._predictors[1.0].with_scale(ratio * self.model_scale)
         return self._predictors[ratio]
 
 

@@ -1,4 +1,6 @@
 """Precision names, CPU feature detection and what "auto" resolves to (tqdm_core.inference.precision)."""
+import contextlib
+
 import pytest
 import torch
 
@@ -44,9 +46,19 @@ def test_auto_resolves_by_device_runtime_and_cpu(monkeypatch):
         monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda native=native: native)
         assert resolve_precision("auto", cpu) == expected
         assert resolve_precision("auto", cpu, runtime="onnxruntime") == "fp32"  # ONNX Runtime runs fp32 only
-    for supported, expected in ((True, "bf16"), (False, "fp16")):
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
-        assert resolve_precision("auto", cuda) == expected
+    asked = []
+
+    def queried_device(device):
+        asked.append(device)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(torch.cuda, "device", queried_device)
+    for native, expected in ((True, "bf16"), (False, "fp16")):
+        # Pre-Ampere GPUs emulate bf16: only native support picks it.
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                            lambda including_emulation=True, native=native: native or including_emulation)
+        assert resolve_precision("auto", torch.device("cuda:1")) == expected
+    assert asked == [torch.device("cuda:1")] * 2  # the Predictor's GPU, not the current one
     assert [resolve_precision(name, cpu) for name in ("fp32", "bf16")] == ["fp32", "bf16"]
     assert resolve_precision("fp16", cuda) == "fp16"
 

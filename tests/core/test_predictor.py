@@ -130,6 +130,17 @@ def test_scaled_inference_returns_input_resolution(model):
     assert result.labels.shape == (96, 128)
 
 
+def test_with_scale_shares_the_network_and_equals_a_new_predictor(model):
+    base = Predictor(model, precision="fp32")
+    half = base.with_scale(0.5)
+    assert half._network is base._network and (base.scale, half.scale) == (1.0, 0.5)
+    image = random_image(96, 128, seed=6)
+    torch.testing.assert_close(half.scores(image[None]), Predictor(model, precision="fp32", scale=0.5).scores(
+        image[None]), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="scale must be in"):
+        base.with_scale(0.0)
+
+
 @pytest.mark.parametrize("bad,message", [
     (np.zeros((10, 10, 3), np.float32), "dtype uint8"),
     (np.zeros((10, 10), np.uint8), r"shape \(H, W, 3\)"),

@@ -81,6 +81,16 @@ def test_flip_reaches_the_predictor(cityscapes_checkpoint, tmp_path):
     assert not torch.equal(flipped, plain)  # the option changes what is scored
 
 
+def test_test_scale_sizes_share_one_network(cityscapes_checkpoint):
+    """A dataset of many image sizes (Mapillary) must not build a model copy per resize factor."""
+    checkpoint = tqdm_core.load_checkpoint(cityscapes_checkpoint)
+    scaled = evaluate.ScaledPredictor(checkpoint, (2048, 1024), tqdm_core.InferenceOptions(precision="fp32"))
+    sizes = [(3000, 4000), (2448, 3264), (1024, 2048), (600, 800)]
+    predictors = [scaled.predictor(height, width) for height, width in sizes]
+    assert [round(p.scale, 4) for p in predictors] == [0.3413, 0.4183, 1.0, 1.7067]
+    assert len({id(p._network) for p in predictors}) == 1
+
+
 def test_dataset_specs_with_options_and_their_errors():
     spec = evaluate.DatasetSpec.parse("camvid:/data/camvid:val:sequences=[0016E5,0006R0]:classes=camvid11")
     assert spec == evaluate.DatasetSpec("camvid", "/data/camvid", "val",

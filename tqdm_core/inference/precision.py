@@ -88,5 +88,7 @@ def resolve_precision(precision: str, device: torch.device, *, runtime: str = "t
     if runtime == "onnxruntime":
         return "fp32"
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        # Native bf16 only (Ampere and newer): torch's default also counts the emulated bf16 of older GPUs.
+        with torch.cuda.device(device):
+            return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
     return "bf16" if cpu_has_native_bf16() else "fp32"

@@ -5,6 +5,7 @@ inference, precision, `no_grad`, and the input contract. Outputs are always at t
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -175,6 +176,16 @@ class Predictor:
             "flip": self.flip,
             "reuse_memory": self.reuse_memory,
         }
+
+    def with_scale(self, scale: float) -> "Predictor":
+        """This Predictor at another input scale, sharing its network: no second bf16 copy, export or compile
+        (an evaluation with a per-image test scale needs one scale per image size)."""
+        low, high = ARGUMENT_RANGES["scale"]
+        if not low <= scale <= high:
+            raise ValueError(f"scale must be in [{low:g}, {high:g}], got {scale}")
+        scaled = copy.copy(self)
+        scaled.scale = scale
+        return scaled
 
     def predict(self, image: np.ndarray, *, channel_order: str = "rgb",
                 return_probabilities: bool = False) -> Prediction:
