@@ -29,7 +29,10 @@ def read_log(path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise ValueError(f"'{path}' line {number} is not JSON ({error}); the file is damaged") from None
-        (validations if "validation" in record else losses).append(record)
+        if "validation" in record:
+            validations.append(record)
+        elif "losses" in record:  # other records (a resume's config changes) are not plotted
+            losses.append(record)
     if not losses:
         raise ValueError(f"'{path}' holds no loss records yet; plot after the first log_interval iterations")
     return sorted(losses, key=lambda r: r["iteration"]), sorted(validations, key=lambda r: r["iteration"])

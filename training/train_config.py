@@ -219,6 +219,23 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
 DEPRECATED_FIELDS = {"model": "preset"}  # old top-level name -> current name
 
 
+def changed_fields(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> dict[str, list[Any]]:
+    """Dotted paths whose value differs between two plain config dicts: ``{"optimizer.lr": [old, new]}``.
+
+    Paths missing from ``before`` (fields added to the config since it was written) are not changes.
+    """
+    changes: dict[str, list[Any]] = {}
+    for key, new in after.items():
+        if key not in before:
+            continue
+        old, path = before[key], f"{prefix}{key}"
+        if isinstance(old, dict) and isinstance(new, dict) and old and new:
+            changes.update(changed_fields(old, new, f"{path}."))
+        elif old != new:
+            changes[path] = [old, new]
+    return changes
+
+
 def _renamed_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
     """Top-level fields under their current names; a deprecated name is accepted with a warning."""
     renamed = dict(data)

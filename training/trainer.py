@@ -59,7 +59,7 @@ from training.run_folder import (CONFIG_FILE, FINAL_MODEL, FINAL_RAW_MODEL, LOG_
                                  set_aside, truncate_log)
 from training.run_lock import RunLock
 from training.sample_stream import ShuffledStream, StreamSampler
-from training.train_config import DatasetConfig, TrainConfig
+from training.train_config import DatasetConfig, TrainConfig, changed_fields
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,10 @@ def build_training_stream(config: TrainConfig, dataset: SegmentationDataset, *, 
     return RareClassPaste(stream, dataset=dataset, transform=transform, pixel_counts=pixel_counts,
                           class_ids=[names.index(name) for name in paste.classes], probability=paste.probability,
                           min_pixels=paste.min_pixels, seed=config.seed)
+
+
+# Optimizer-group values that come from the config (training/optimizer.py); "lr" is set by the schedule.
+CONFIGURED_GROUP_KEYS = ("initial_lr", "min_lr", "weight_decay", "betas", "eps")
 
 
 def update_weight_average(average: AveragedModel, model: nn.Module) -> None:
@@ -310,6 +314,7 @@ class Trainer:
                                      use_buffers=True).eval().requires_grad_(False)
 
         self.start_iteration = 0
+        self.config_changes: dict[str, list[Any]] = {}  # config fields that differ from the resumed run's
         self.last_validation: dict[str, Any] | None = None
         rng_state = self._load_checkpoint(*resumed) if resumed is not None else None
 
@@ -338,6 +343,7 @@ class Trainer:
         if self.context.is_main:
             (self.output_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
             truncate_log(self.output_dir, self.start_iteration)
+            self._record_config_changes()
         # Restored last, so that nothing built above (model, teacher, datasets) consumes the resumed random streams.
         if rng_state is not None:
             _set_rng_state(rng_state, self.device)
@@ -479,13 +485,30 @@ class Trainer:
                 # The average never feeds back into training, so it can start at any iteration of a run.
                 logger.warning("'%s' holds no weight average: ema_decay %g starts averaging from its weights",
                                path, self.config.ema_decay)
+        configured = [{key: group[key] for key in CONFIGURED_GROUP_KEYS} for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(payload["optimizer"])
+        # load_state_dict restores the saved hyper-parameters; the config's win (e.g. a lower optimizer.lr after a
+        # divergence), and the moments and step counts carry on.
+        for group, values in zip(self.optimizer.param_groups, configured, strict=True):
+            group.update(values)
+        self.config_changes = changed_fields(payload.get("train_config") or {}, config.to_dict())
         self.scaler.load_state_dict(payload["scaler"])
         self.start_iteration = int(payload["iteration"])
         self.last_validation = payload.get("last_validation")
         if self.context.is_main:
             logger.info("resumed from %s at iteration %d", path, self.start_iteration)
         return payload["rng"][self.context.rank]
+
+    def _record_config_changes(self) -> None:
+        """A run resumed with another config says so: in the log it writes and in log.jsonl, since config.yaml now
+        holds the new values only."""
+        if not self.config_changes:
+            return
+        described = ", ".join(f"{path} {old!r} -> {new!r}" for path, (old, new) in self.config_changes.items())
+        logger.warning("resuming at iteration %d with a changed config: %s", self.start_iteration, described)
+        with open(self.output_dir / LOG_FILE, "a") as stream:
+            stream.write(json.dumps({"iteration": self.start_iteration, "time": time.time(),
+                                     "config_changes": self.config_changes}) + "\n")
 
     def _loader(self, end_iteration: int) -> DataLoader:
         config = self.config
@@ -589,8 +612,9 @@ class Trainer:
                 sums[key] = sums.get(key, 0.0) + value.detach() / steps
         if not torch.isfinite(sums["total"]):
             terms = {key: float(value) for key, value in sums.items() if not torch.isfinite(value)}
-            raise FloatingPointError(f"non-finite loss at iteration {iteration}: {terms}; lower optimizer.lr, use "
-                                     f"precision fp32, or resume from an earlier checkpoint")
+            raise FloatingPointError(f"non-finite loss at iteration {iteration}: {terms}; resume from an earlier "
+                                     f"checkpoint with a lower optimizer.lr or precision fp32 (with the same "
+                                     f"settings a resumed run repeats the same steps)")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return {key: float(value) for key, value in sums.items()}, waited

@@ -144,6 +144,7 @@ def test_plot_log_draws_a_png(tmp_path):
     records = [{"iteration": i, "lr": {"backbone": 1e-6, "head": 1e-5 / i}, "losses": {
         "total": 50.0 / i, "loss_cls": 2.0 / i, "loss_mask": 1.0, "loss_dice": 3.0}} for i in range(1, 6)]
     records.append({"iteration": 5, "validation": {"miou": 0.3, "pixel_accuracy": 0.8, "dataset": "camvid:val"}})
+    records.insert(2, {"iteration": 2, "time": 0.0, "config_changes": {"optimizer.lr": [1e-3, 2e-4]}})  # a resume
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
     path = plot_log.plot_log(tmp_path)
     image = cv2.imread(str(path))

@@ -70,6 +70,26 @@ def test_resume_with_another_batch_size_is_refused(camvid_two_frames, tmp_path):
                 progress=False)
 
 
+def test_resume_with_another_learning_rate_uses_it_and_records_the_change(camvid_two_frames, tmp_path, caplog):
+    """After a divergence the user resumes an earlier checkpoint with a lower optimizer.lr: the saved optimizer
+    groups must not override it, and the run folder must say the recipe changed there."""
+    run(small_config(camvid_two_frames, tmp_path / "run", *RANDOM_RECIPE), stop_at=2)
+    with caplog.at_level("WARNING", logger="training.trainer"):
+        trainer = Trainer(small_config(camvid_two_frames, tmp_path / "run", *RANDOM_RECIPE, "optimizer.lr=2e-4",
+                                       "augmentation.flip_prob=0.0"), resume="auto", progress=False)
+    with trainer:
+        assert max(group["initial_lr"] for group in trainer.optimizer.param_groups) == 2e-4
+        assert trainer.optimizer.state  # the AdamW moments were restored
+        trainer.train()
+    assert "augmentation.flip_prob 0.5 -> 0.0, optimizer.lr 0.001 -> 0.0002" in caplog.text
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    changes = [record for record in records if "config_changes" in record]
+    assert changes == [{"iteration": 2, "time": changes[0]["time"], "config_changes": {
+        "augmentation.flip_prob": [0.5, 0.0], "optimizer.lr": [0.001, 0.0002]}}]
+    lrs = [record["lr"] for record in records if record["iteration"] == 3 and "lr" in record]
+    assert lrs and all(value <= 2e-4 for value in lrs[0].values())  # the schedule starts from the new lr
+
+
 def test_resume_of_a_checkpoint_saved_before_the_activation_was_recorded(camvid_two_frames, tmp_path):
     """Checkpoints written before TqdmConfig.quick_gelu existed have no such key: they resume as their preset's."""
     uninterrupted = run(small_config(camvid_two_frames, tmp_path / "a", *RANDOM_RECIPE))
