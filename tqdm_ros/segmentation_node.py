@@ -62,7 +62,6 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension
 
@@ -77,6 +76,9 @@ from tqdm_ros.image_conversion import (
     check_image_layout, image_to_rgb8, ImageConversionError, numpy_to_image)
 from tqdm_ros.input_loss import PublisherSequenceTracker
 from tqdm_ros.memory import limit_allocator_caches, release_free_memory
+# Without them (Humble) the node does not count frames lost before its callback and applies
+# run-time parameters in its check.
+from tqdm_ros.rclpy_features import MESSAGE_INFO_CALLBACKS, POST_SET_PARAMETER_CALLBACKS
 from tqdm_ros.parameters import (
     declare_parameters, NodeParameters, parameter_help, parameter_values, ParameterError,
     read_parameters, RUNTIME_PARAMETERS, SPECS_BY_NAME, validate_parameters, validate_value)
@@ -87,11 +89,6 @@ if TYPE_CHECKING:
 NODE_NAME = 'segmentation_node'
 # Throttle period of repeated warnings (bad input, inference errors).
 WARNING_PERIOD_S = 5.0
-# rclpy before Iron (Humble) calls subscription callbacks with the message only, and has no
-# post-set parameter callbacks: the node then does without publisher sequence numbers (frames
-# lost before its callback are not counted) and applies run-time parameters in its check.
-MESSAGE_INFO_CALLBACKS = hasattr(Subscription, 'CallbackType')
-POST_SET_PARAMETER_CALLBACKS = hasattr(LifecycleNode, 'add_post_set_parameters_callback')
 # Longest wait for the worker to finish its current batch on deactivate.
 WORKER_JOIN_TIMEOUT_S = 60.0
 # With no frame for this long the worker returns the memory inference freed to the system.

@@ -14,6 +14,7 @@ import importlib
 import pathlib
 import re
 import sqlite3
+import struct
 
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
@@ -263,6 +264,18 @@ def stamp_to_ns(stamp: object) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
+def cdr_header_stamp_ns(raw: bytes) -> int:
+    """Header stamp of a serialized message whose first field is a ``std_msgs/Header``.
+
+    CDR: a 4-byte encapsulation header (byte 1 is 1 for little endian, 0 for big endian), then
+    ``stamp.sec`` (int32) and ``stamp.nanosec`` (uint32). Reading them avoids deserializing the
+    camera image just to learn its stamp.
+    """
+    order = '<' if raw[1] & 1 else '>'
+    sec, nanosec = struct.unpack_from(f'{order}iI', raw, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
 def image_to_array(msg: object) -> np.ndarray:
     """Decode a camera frame or a label image of a bag into a numpy array.
 
@@ -347,16 +360,23 @@ def iter_labeled_frames(reader: AnyReader, *, image_topic: str,
         if connection.msgtype not in expected:
             raise BagError(f"topic '{connection.topic}' has type {connection.msgtype}, "
                            f"expected {' or '.join(expected)}")
+    # Only camera frames with ground truth are decoded and kept: the label stamps are read first
+    # from the raw messages, so frames without labels (a 10 Hz camera, 1 Hz ground truth) cost
+    # neither decoding nor memory.
+    labelled = ({cdr_header_stamp_ns(raw) for connection, _, raw in iter_messages(
+        reader, [c for c in connections if c.topic == label_topic])} if label_topic else None)
     images: dict[int, tuple[str, np.ndarray]] = {}
     labels: dict[int, np.ndarray] = {}
     for connection, _, raw in iter_messages(reader, connections):
+        if (labelled is not None and connection.topic == image_topic
+                and cdr_header_stamp_ns(raw) not in labelled):
+            continue
         msg = reader.deserialize(raw, connection.msgtype)
         stamp = stamp_to_ns(msg.header.stamp)
         array = image_to_array(msg)
         if connection.topic == image_topic:
-            if array.ndim != 3:
-                raise BagError(f"camera topic '{image_topic}' carries mono8 images; expected "
-                               'a camera encoding such as rgb8 or bgr8')
+            if array.ndim == 2:  # a mono8 camera: repeated over three channels, as the node does
+                array = np.repeat(array[:, :, None], 3, axis=2)
             images[stamp] = (msg.header.frame_id, array)
         else:
             if array.ndim != 2:

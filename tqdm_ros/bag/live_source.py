@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 import pathlib
-import struct
 import threading
 import time
 
@@ -25,10 +24,11 @@ import numpy as np
 from tqdm_core.classes import ClassTable
 from tqdm_core.evaluation.scoring import DroppedFrame, ScoredFrame
 
-from tqdm_ros.bag.bag_reader import BagError, connections_for, iter_messages, open_bag
-from tqdm_ros.bag.bag_reader import message_class, stamp_to_ns
+from tqdm_ros.bag.bag_reader import BagError, cdr_header_stamp_ns, connections_for, iter_messages
+from tqdm_ros.bag.bag_reader import message_class, open_bag, stamp_to_ns
 from tqdm_ros.bag.evaluate import BagFrames, labeled_frames
 from tqdm_ros.class_table_json import class_table_from_json, ClassTableFormatError
+from tqdm_ros.rclpy_features import MESSAGE_INFO_CALLBACKS
 
 
 @dataclass(frozen=True)
@@ -75,18 +75,6 @@ def node_class_table(text: str) -> ClassTable:
                        'it?') from None
 
 
-def cdr_header_stamp_ns(raw: bytes) -> int:
-    """Header stamp of a serialized message whose first field is a ``std_msgs/Header``.
-
-    CDR: a 4-byte encapsulation header (byte 1 is 1 for little endian, 0 for big endian), then
-    ``stamp.sec`` (int32) and ``stamp.nanosec`` (uint32). Reading them avoids deserializing the
-    camera image just to learn its stamp.
-    """
-    order = '<' if raw[1] & 1 else '>'
-    sec, nanosec = struct.unpack_from(f'{order}iI', raw, 4)
-    return sec * 1_000_000_000 + nanosec
-
-
 class _NodeOutputs:
     """The node's outputs and the camera publication times, keyed by header stamp.
 
@@ -102,16 +90,18 @@ class _NodeOutputs:
         self.class_table_json: str | None = None
 
     def on_camera(self, raw: bytes, info) -> None:
+        # Without message info (Humble's rclpy) the reception time stands for the publication.
+        published = (info['source_timestamp'] or info['received_timestamp']) if info else None
         with self.changed:
-            self.published_ns[cdr_header_stamp_ns(raw)] = (
-                info['source_timestamp'] or info['received_timestamp'])
+            self.published_ns[cdr_header_stamp_ns(raw)] = published or time.time_ns()
 
     def on_labels(self, msg, info) -> None:
         from tqdm_ros.image_conversion import image_to_numpy
         stamp = stamp_to_ns(msg.header.stamp)
         labels = image_to_numpy(msg).copy()
+        arrival = info['received_timestamp'] if info else time.time_ns()
         with self.changed:
-            self.labels[stamp] = (labels, info['received_timestamp'])
+            self.labels[stamp] = (labels, arrival)
             self.newest_labels_ns = max(self.newest_labels_ns, stamp)
             self.changed.notify_all()
 
@@ -149,15 +139,26 @@ class _NodeOutputs:
             while True:
                 if stamp in self.labels and stamp in self.confidence:
                     labels, arrival_ns = self.labels.pop(stamp)
-                    return (labels, self.confidence.pop(stamp), arrival_ns,
-                            self.published_ns.pop(stamp, None))
+                    taken = (labels, self.confidence.pop(stamp), arrival_ns,
+                             self.published_ns.pop(stamp, None))
+                    self._forget_before(stamp)
+                    return taken
                 if stamp not in self.labels and self.newest_labels_ns > stamp:
-                    self.confidence.pop(stamp, None)
+                    self._forget_before(stamp + 1)
                     return None
                 limit = deadline()
                 if limit is not None and time.monotonic() >= limit:
                     return None
                 self.changed.wait(0.05 if limit is None else max(0.0, limit - time.monotonic()))
+
+
+    def _forget_before(self, stamp: int) -> None:
+        """Drop the outputs of frames older than ``stamp``: frames without ground truth, which are
+        never asked for (frames are asked in stamp order), would otherwise pile up for the whole
+        run (a 10 Hz camera with 1 Hz ground truth)."""
+        for outputs in (self.labels, self.confidence, self.published_ns):
+            for old in [key for key in outputs if key < stamp]:
+                del outputs[old]
 
 
 class _Thread(threading.Thread):
@@ -264,13 +265,20 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
             node.create_subscription(String, f'{namespace}/class_table', outputs.on_class_table,
                                      LATCHED_QOS)
             _wait_for_publishers(node, [labels_topic, confidence_topic], live.discovery_timeout_s)
-            for topic, callback in ((labels_topic, outputs.on_labels),
+            on_labels, on_camera = outputs.on_labels, outputs.on_camera
+            if not MESSAGE_INFO_CALLBACKS:
+                on_labels, on_camera = (lambda msg: outputs.on_labels(msg, None),
+                                        lambda raw: outputs.on_camera(raw, None))
+            for topic, callback in ((labels_topic, on_labels),
                                     (confidence_topic, outputs.on_confidence)):
                 offered = [i.qos_profile for i in node.get_publishers_info_by_topic(topic)]
                 node.create_subscription(Image, topic, callback,
                                          subscription_qos(offered, depth=100))
-            node.create_subscription(camera_type, camera_topic, outputs.on_camera,
-                                     QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+            # Best effort matches the player whichever reliability the bag recorded (a
+            # reliable reader never hears a best-effort camera).
+            node.create_subscription(camera_type, camera_topic, on_camera,
+                                     QoSProfile(depth=100,
+                                                reliability=ReliabilityPolicy.BEST_EFFORT),
                                      raw=True)
             if not outputs.wait(lambda: outputs.class_table_json is not None,
                                 live.discovery_timeout_s):

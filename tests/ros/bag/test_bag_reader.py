@@ -79,3 +79,36 @@ def test_image_to_array_respects_step_and_channel_order():
     msg.encoding = '16UC1'
     with pytest.raises(BagError, match='cannot decode 16UC1 image'):
         image_to_array(msg)
+
+
+def test_only_frames_with_ground_truth_are_decoded_and_mono8_cameras_are_read(tmp_path,
+                                                                             monkeypatch):
+    """A 10-frame mono8 camera with ground truth on frames 3 and 7: two frames come out, both
+    with three equal channels, and only those two camera frames are decoded."""
+    from tqdm_ros.bag import bag_reader
+
+    store = typestore_for()
+    rng = np.random.default_rng(4)
+    camera = [rng.integers(0, 256, (6, 8), dtype=np.uint8) for _ in range(10)]
+    with Writer(tmp_path / 'bag', version=9, storage_plugin=STORAGES['sqlite3']) as writer:
+        image_conn = writer.add_connection('/camera/image_raw', IMAGE_TYPE, typestore=store)
+        label_conn = writer.add_connection('/camera/ground_truth', IMAGE_TYPE, typestore=store)
+        for index, frame in enumerate(camera):
+            stamp = (index + 1) * 100_000_000
+            msg = image_message(store, array=frame, encoding='mono8', stamp_ns=stamp,
+                                frame_id='c')
+            writer.write(image_conn, stamp, store.serialize_cdr(msg, IMAGE_TYPE))
+            if index in (3, 7):
+                label = image_message(store, array=np.full((6, 8), index, np.uint8),
+                                      encoding='mono8', stamp_ns=stamp, frame_id='c')
+                writer.write(label_conn, stamp + 1, store.serialize_cdr(label, IMAGE_TYPE))
+    decoded = []
+    decode = bag_reader.image_to_array
+    monkeypatch.setattr(bag_reader, 'image_to_array',
+                        lambda msg: decoded.append(msg.header.stamp.sec) or decode(msg))
+    frames = _read_all(tmp_path / 'bag')
+    assert [frame.stamp_ns for frame in frames] == [400_000_000, 800_000_000]
+    for frame, index in zip(frames, (3, 7)):
+        np.testing.assert_array_equal(frame.image, np.repeat(camera[index][:, :, None], 3, axis=2))
+        assert (frame.label == index).all()
+    assert len(decoded) == 4  # two camera frames, two labels

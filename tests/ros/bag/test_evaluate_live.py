@@ -90,6 +90,20 @@ def test_live_at_rate_1_scores_as_offline_and_as_training_evaluate(
     assert 1 <= recorded['/camera/segmentation/confidence'] <= NUM_FRAMES
 
 
+def test_live_evaluation_without_message_info(camvid_bag, node, ros_context, monkeypatch):
+    """Humble's rclpy gives callbacks no MessageInfo: reception times stand in for the
+    publication and arrival stamps, and every frame is still scored."""
+    from tqdm_ros.bag import live_source
+
+    monkeypatch.setattr(live_source, 'MESSAGE_INFO_CALLBACKS', False)
+    live = evaluate_live(camvid_bag, context=ros_context,
+                         live=LiveConfig(rate=1.0, discovery_timeout_s=NODE_START_TIMEOUT_S,
+                                         settle_timeout_s=20.0))
+    assert node.returncode is None, node.output
+    assert live.dropped == () and live.frames_scored == NUM_FRAMES
+    assert live.latencies_ms.size == NUM_FRAMES and (live.latencies_ms > 0).all()
+
+
 def test_live_without_a_node_times_out_clearly(camvid_bag, ros_context):
     with pytest.raises(TimeoutError, match='no segmentation node publishes /nobody/labels'):
         evaluate_live(camvid_bag, context=ros_context,
@@ -116,3 +130,19 @@ def test_demo_runs_the_shipped_model(tmp_path, capsys):
     assert summarize_bag(output / 'node_outputs_bag').message_count > 0
     assert (output / 'node.log').is_file() and (output / 'summary.md').is_file()
     assert [p.name for p in tmp_path.iterdir()] == ['demo']
+
+
+def test_outputs_of_frames_without_ground_truth_are_not_kept():
+    """Frames are scored in stamp order: once frame 3 is taken, the node's outputs for frames 1
+    and 2 (no ground truth, never asked for) are dropped instead of piling up for the run."""
+    from tqdm_ros.bag import live_source
+
+    outputs = live_source._NodeOutputs()
+    for stamp in range(1, 6):
+        outputs.labels[stamp] = (np.zeros((2, 2), np.uint8), 0)
+        outputs.confidence[stamp] = np.zeros((2, 2), np.float32)
+        outputs.published_ns[stamp] = 0
+    outputs.newest_labels_ns = 5
+    assert outputs.take(3, deadline=lambda: None) is not None
+    assert sorted(outputs.labels) == sorted(outputs.confidence) == sorted(outputs.published_ns) == [
+        4, 5]
