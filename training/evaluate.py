@@ -237,6 +237,14 @@ def evaluate(args: argparse.Namespace) -> int:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     output_dir = args.output_dir or Path("runs") / "eval" / f"{Path(str(args.checkpoint)).stem}-{stamp}"
     datasets = [(spec, spec.build()) for spec in args.dataset]  # wrong dataset paths fail before the model loads
+    labels = [spec.label for spec, _ in datasets]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"--dataset names {', '.join(repeated)} more than once; give each dataset once")
+    taken = [output_dir / label for label in labels if (output_dir / label).exists()]
+    if taken:  # checked before hours of scoring, not when the report is written
+        raise FileExistsError(f"{', '.join(map(str, taken))} already exists; choose another --output-dir or remove "
+                              f"it")
     checkpoint = load_model(args.checkpoint)
     model = checkpoint.model
     summary: dict[str, Any] = {"checkpoint": str(checkpoint.path), "mode": args.mode, "datasets": {}}

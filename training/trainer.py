@@ -535,6 +535,8 @@ class Trainer:
         total = config.schedule.iterations
         end = total if stop_at is None else min(stop_at, total)
         if end <= self.start_iteration:
+            if self.start_iteration == total and not (self.output_dir / FINAL_MODEL).exists():
+                return self._finish_stopped_run()
             raise ValueError(f"nothing to do: the run is at iteration {self.start_iteration} and would stop at {end}")
         batches = iter(self._loader(end))
         self.train_model.train()
@@ -578,6 +580,17 @@ class Trainer:
                    "validation": self.last_validation, "model_path": None if model_path is None else str(model_path)}
         self.start_iteration = end
         return summary
+
+    def _finish_stopped_run(self) -> dict[str, Any]:
+        """Write the final model of a run whose last checkpoint is its last iteration: it stopped while writing
+        model_final.pt (kill, full disk), after the checkpoint of that iteration."""
+        if self.context.is_main:
+            logger.warning("'%s' holds the checkpoint of its last iteration but no %s: writing it", self.output_dir,
+                           FINAL_MODEL)
+        model_path = self._save_final_model()
+        self.context.barrier()
+        return {"iterations": self.start_iteration, "seconds": 0.0, "seconds_per_iteration": 0.0, "losses": {},
+                "validation": self.last_validation, "model_path": None if model_path is None else str(model_path)}
 
     def _step(self, batches: Iterator[dict], iteration: int) -> tuple[dict[str, float], float]:
         """One optimizer step over ``accumulation_steps`` micro-batches; returns mean losses and data wait time."""

@@ -114,19 +114,26 @@ def test_user_mistakes_print_one_line_and_exit_2(cityscapes_checkpoint, tmp_path
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(cityscapes_checkpoint.read_bytes()[:4096])
     dataset = f"camvid:{CAMVID_SAMPLE}:val"
+    taken = tmp_path / "taken"
+    (taken / "camvid_val").mkdir(parents=True)  # an earlier report: refused before scoring
     for arguments, message in (
             (["--checkpoint", str(truncated), "--dataset", dataset], f"checkpoint '{truncated}' is truncated or "
                                                                      "corrupt"),
             (["--checkpoint", str(cityscapes_checkpoint), "--dataset", "camvid:/nowhere:val"], "/nowhere"),
             (["--checkpoint", str(cityscapes_checkpoint), "--dataset", dataset, "--scale", "0.01"],
-             "'--scale' must be in [0.05, 8.0], got 0.01")):
+             "'--scale' must be in [0.05, 8.0], got 0.01"),
+            (["--checkpoint", str(cityscapes_checkpoint), "--dataset", dataset, "--dataset", dataset],
+             "--dataset names camvid_val more than once"),
+            (["--checkpoint", str(cityscapes_checkpoint), "--dataset", dataset, "--output-dir", str(taken)],
+             f"{taken / 'camvid_val'} already exists")):
         with pytest.raises(SystemExit) as exited:
             evaluate.main([*arguments, "--no-progress"])
         assert exited.value.code == 2
         error = capsys.readouterr().err
         assert error.startswith("python -m training.evaluate: error: ") and message in error
         assert error.count("\n") == 1 and "Traceback" not in error
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["truncated.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken", "truncated.pt"]
+    assert [p.name for p in taken.iterdir()] == ["camvid_val"]
     with pytest.raises(tqdm_core.CheckpointError, match="truncated or corrupt"):
         evaluate.main(["--checkpoint", str(truncated), "--dataset", dataset, "--debug"])
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,3 +101,18 @@ def test_resume_of_a_checkpoint_saved_before_the_activation_was_recorded(camvid_
     torch.save(payload, checkpoint)
     resumed = run(small_config(camvid_two_frames, tmp_path / "b", *RANDOM_RECIPE), resume="auto")
     assert_same_weights(uninterrupted, resumed)
+
+
+def test_a_run_stopped_while_writing_its_final_model_finishes_on_resume(camvid_two_frames, tmp_path):
+    """The checkpoint of the last iteration is written before model_final.pt: a kill or a full disk in between
+    left a run that --resume auto called done ("nothing to do") without its model."""
+    config = small_config(camvid_two_frames, tmp_path / "run", *RANDOM_RECIPE)  # checkpoints at 2 and 4 of 4
+    finished = run(config)
+    expected = _final_weights(finished)
+    Path(finished["model_path"]).unlink()
+    resumed = run(small_config(camvid_two_frames, tmp_path / "run", *RANDOM_RECIPE), resume="auto")
+    assert resumed["model_path"] == finished["model_path"]
+    actual = _final_weights(resumed)
+    assert all(torch.equal(expected[name], actual[name]) for name in expected)
+    with pytest.raises(ValueError, match="nothing to do"):  # a finished run stays finished
+        run(small_config(camvid_two_frames, tmp_path / "run", *RANDOM_RECIPE), resume="auto")
