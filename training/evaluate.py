@@ -191,7 +191,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default="default",
-                        help="model_final.pt, checkpoints/iter_*.pt, or 'default' (the shipped model; the default)")
+                        help="model_final.pt, checkpoints/iter_*.pt (its weight average if the run keeps one), "
+                             "or 'default' (the shipped model; the default)")
     parser.add_argument("--dataset", required=True, action="append", type=DatasetSpec.parse,
                         help="NAME:ROOT[:SPLIT][:KEY=VALUE]..., repeatable")
     parser.add_argument("--mode", choices=CHOICES["mode"], default="slide",

@@ -185,10 +185,15 @@ def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def model_from_training_checkpoint(payload: Mapping[str, Any]) -> nn.Module:
-    """The TqdmSegmentor stored in a resumable checkpoint (CPU, eval mode), e.g. to evaluate it."""
+    """The TqdmSegmentor stored in a resumable checkpoint (CPU, eval mode), e.g. to evaluate it: the weights
+    model_final.pt would hold at that iteration, i.e. the moving average in a run that keeps one (ema_decay), which
+    is also what the run's validation scores."""
     model = tqdm_core.create_model(payload["preset"], pretrained=None,
                                    config=TqdmConfig.from_dict(payload["model_config"]))
-    model.load_state_dict(payload["model"], strict=True)
+    average = payload.get("ema")
+    weights = payload["model"] if average is None else {
+        name[len("module."):]: value for name, value in average.items() if name.startswith("module.")}
+    model.load_state_dict(weights, strict=True)
     return model.eval()
 
 

@@ -10,6 +10,7 @@ import torch
 from tests.training.conftest import small_config
 from tests.training.test_resume import RANDOM_RECIPE, run
 from tqdm_core import Predictor, load_checkpoint
+from training import evaluate
 from training.run_folder import FINAL_MODEL, FINAL_RAW_MODEL, checkpoint_path
 from training.train_config import load_config
 from training.trainer import Trainer
@@ -89,6 +90,15 @@ def test_the_average_scored_in_training_is_the_saved_model(camvid_two_frames, tm
         live = Predictor(averaged).predict(frame).labels
     saved = Predictor(load_checkpoint(summary["model_path"]).model).predict(frame).labels
     assert np.array_equal(live, saved)
+
+
+def test_a_training_checkpoint_is_evaluated_with_the_average(camvid_two_frames, tmp_path):
+    """training.evaluate on checkpoints/iter_*.pt scores what the run's validation scored: the average."""
+    config = small_config(camvid_two_frames, tmp_path / "ema", *RANDOM_RECIPE, f"ema_decay={DECAY}")
+    summary = run(config)  # 4 iterations, checkpoints at 2 and 4
+    evaluated = evaluate.load_model(checkpoint_path(tmp_path / "ema", 4)).model.state_dict()
+    final = _weights(summary["model_path"])
+    assert all(torch.equal(evaluated[name], final[name].to(evaluated[name].dtype)) for name in final)
 
 
 @pytest.mark.parametrize("decay", ["0", "1", "1.5", "-0.1"])
