@@ -57,6 +57,10 @@ class RecordConfig:
     def __post_init__(self) -> None:
         if not self.topics:
             raise ValueError('name at least one topic to record')
+        # The recorder node lives in the root namespace: a relative name is the absolute one, which
+        # is how the ROS graph and the bag name it.
+        object.__setattr__(self, 'topics', tuple(
+            topic if topic.startswith('/') else f'/{topic}' for topic in self.topics))
         if self.storage not in STORAGES:
             raise ValueError(f"storage must be one of {sorted(STORAGES)}, got '{self.storage}'")
         for name in ('duration_s', 'max_messages', 'idle_timeout_s'):

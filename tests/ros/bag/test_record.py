@@ -120,6 +120,12 @@ def test_existing_output_and_bad_config_are_refused(ros_context, tmp_path):
         RecordConfig(topics=('/x',), max_messages=0)
 
 
+def test_relative_topic_names_are_the_absolute_ones():
+    """The graph and the bag name topics absolutely; a relative name was subscribed again on
+    every poll once another topic was still pending, and the bag refused the second connection."""
+    assert RecordConfig(topics=('camera/image_raw', '/b')).topics == ('/camera/image_raw', '/b')
+
+
 def test_cli_record_stops_cleanly_on_ctrl_c(ros_context, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     process = subprocess.Popen(
