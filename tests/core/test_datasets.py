@@ -242,6 +242,14 @@ def test_mapillary_older_layout_and_train_id_labels(tmp_path):
         MapillaryVistasDataset(tmp_path, split="val")
 
 
+def test_mapillary_converted_train_ids_win_over_the_raw_labels(tmp_path):
+    label = np.array([[13, 24], [55, 64]], np.uint8)
+    write_image(tmp_path / "validation/images/a.jpg", image_for(label))
+    write_palette_label(tmp_path / "validation/v1.2/labels/a.png", label)
+    write_image(tmp_path / "validation/labels/a_labelTrainIds.png", np.array([[1, 1], [13, 255]], np.uint8))
+    np.testing.assert_array_equal(MapillaryVistasDataset(tmp_path, split="val")[0]["label"], [[1, 1], [13, 255]])
+
+
 # --- CamVid -----------------------------------------------------------------------------------------------------
 
 CAMVID_TO_CITYSCAPES_EXPECTED = {0: 10, 1: 2, 2: 5, 3: 0, 4: 1, 5: 8, 6: 7, 7: 4, 8: 13, 9: 11, 10: 12}

@@ -10,7 +10,11 @@ Layouts (checked against the Vistas v2.0 download, RobustNet's loader and the of
 - The official tqdm configs read ``<root>/validation/labels/<name>_labelTrainIds.png``, already converted to the 19
   train ids by a script that is not published; such files are read as train ids.
 
-The 66 classes are mapped to the 19 Cityscapes train ids with the RobustNet grouping (METHOD.md section 7.1).
+The 66 classes are mapped to the 19 Cityscapes train ids with the RobustNet grouping (METHOD.md section 7.1). Other
+published converters group differently (e.g. bike lane, crosswalk, parking and service lane as road, curb cut and
+pedestrian area as sidewalk, street light as pole, sign frames and backs as traffic sign, manhole ignored), which moves
+the road, sidewalk, pole and sign scores; where ``_labelTrainIds.png`` files are present they are used, so a score can
+follow the conversion the official evaluation used.
 """
 from __future__ import annotations
 
@@ -54,9 +58,11 @@ class MapillaryVistasDataset(SegmentationDataset):
         samples, missing = [], []
         for image_file in image_files:
             name = image_file.stem
+            # Converted train-id labels first: they are what the official evaluation reads, and the 66 -> 19
+            # grouping differs between converters (see the module docstring).
             candidates = (
-                (root / folder / "v1.2" / "labels" / f"{name}.png", MAPILLARY_V12_LUT),
                 (root / folder / "labels" / f"{name}_labelTrainIds.png", CITYSCAPES_TRAIN_ID_LUT),
+                (root / folder / "v1.2" / "labels" / f"{name}.png", MAPILLARY_V12_LUT),
                 (root / folder / "labels" / f"{name}.png", MAPILLARY_V12_LUT),
             )
             found = next(((path, table) for path, table in candidates if path.is_file()), None)
