@@ -59,11 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def network_safe_environment() -> None:
-    """Set localhost discovery and the shipped loopback Fast DDS profile unless already set."""
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    """Localhost discovery and the shipped loopback Fast DDS profile for this process and the
+    node it starts, whatever the environment set: a benchmark sends nothing off this machine."""
     profile = pathlib.Path(__file__).resolve().parents[1] / 'config' / 'fastdds_localhost.xml'
-    if 'FASTDDS_DEFAULT_PROFILES_FILE' not in os.environ and profile.is_file():
-        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
+    if not profile.is_file():
+        raise RuntimeError(f'the loopback Fast DDS profile {profile} is missing; reinstall the package')
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
 
 
 def percentiles_ms(seconds: list) -> tuple[float, float]:

@@ -140,3 +140,17 @@ def test_shared_memory_of_a_live_participant_survives_and_a_dead_ones_goes():
             live.stdin.close()
             live.wait(60)
     remove_unused_fastdds_files(shm_before)
+
+
+def test_benchmarks_force_the_network_safe_settings(monkeypatch, tmp_path):
+    """The node and memory benchmarks start ROS processes: whatever the environment says
+    (discovery over the subnet, another DDS profile), they run on loopback only."""
+    from tqdm_ros.bench_node import network_safe_environment
+
+    foreign = tmp_path / 'multicast.xml'
+    foreign.write_text('<dds/>')
+    monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'SUBNET')
+    monkeypatch.setenv('FASTDDS_DEFAULT_PROFILES_FILE', str(foreign))
+    network_safe_environment()
+    assert os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
+    assert os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] == str(PROFILE)
