@@ -381,10 +381,12 @@ class SegmentationNode(LifecycleNode):
                 decoder.msg_type, camera.subscribed, self._image_callback(index),
                 input_qos, callback_group=MutuallyExclusiveCallbackGroup())
             for index, (camera, decoder) in enumerate(zip(self._cameras, self._decoders))]
-        self._stop_worker.clear()
+        # A new event per worker: a worker that outlived its deactivation (a frame slower than
+        # WORKER_JOIN_TIMEOUT_S) must not be woken again by the next activation.
+        self._stop_worker = threading.Event()
         self._worker = threading.Thread(
-            target=self._run_worker, args=(self._slots,), name='segmentation_worker',
-            daemon=True)
+            target=self._run_worker, args=(self._slots, self._stop_worker),
+            name='segmentation_worker', daemon=True)
         self._worker.start()
         self._health.set_state(diagnostics.STATE_WARMING_UP, 'waiting for the first frame')
         self.get_logger().info(
@@ -529,13 +531,13 @@ class SegmentationNode(LifecycleNode):
         if slots.put(camera_index, ReceivedFrame(message=msg, received=received)):
             self._health.on_dropped(camera_index)
 
-    def _run_worker(self, slots: LatestFrameSlots) -> None:
+    def _run_worker(self, slots: LatestFrameSlots, stop: threading.Event) -> None:
         min_period = 1.0 / self._params.max_rate_hz if self._params.max_rate_hz > 0 else 0.0
         next_run = 0.0
         worked_since_release = False
-        while not self._stop_worker.is_set():
+        while not stop.is_set():
             # Rate cap: wait first, then take the frames, so the frames used are the newest.
-            if self._stop_worker.wait(max(0.0, next_run - time.monotonic())):
+            if stop.wait(max(0.0, next_run - time.monotonic())):
                 break
             ready = slots.take_ready(timeout=IDLE_RELEASE_S)
             if ready:
