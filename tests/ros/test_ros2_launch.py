@@ -19,6 +19,7 @@ import dataclasses
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -109,9 +110,12 @@ class Launch:
                  cwd: Optional[pathlib.Path] = None) -> None:
         self.log = log
         self._file = log.open('w')
+        # Ctrl-C must reach the launch as in a terminal: a test run started as a background job
+        # of a non-interactive shell inherits SIGINT ignored, and the launch would never stop.
         self.process = subprocess.Popen(
             [*tooling.ros2, 'launch', 'tqdm_ros', 'segment.launch.py', *arguments], env=env,
-            cwd=cwd, stdout=self._file, stderr=subprocess.STDOUT)
+            cwd=cwd, stdout=self._file, stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     @property
     def output(self) -> str:
