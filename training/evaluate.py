@@ -136,7 +136,6 @@ class ScaledPredictor:
         self.checkpoint = checkpoint
         self.model = checkpoint.model
         self.test_scale = test_scale
-        self.options = options
         # A model trained at a reduced resolution records the input scale it expects (checkpoint metadata).
         self.model_scale = options.predictor_arguments(recommended_scale=checkpoint.metadata.inference_scale)["scale"]
         base = predictor_for(checkpoint, dataclasses.replace(options, scale=self.model_scale))
