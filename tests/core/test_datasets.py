@@ -99,6 +99,31 @@ def test_cityscapes_wrong_root_and_missing_label_name_the_layout(tmp_path):
         CityscapesDataset(tmp_path, split="test")
 
 
+def test_cityscapes_symlinked_city_folder_is_read(tmp_path):
+    # Python < 3.13 globbing skips symlinked folders: a linked city used to vanish from the split without a word.
+    make_cityscapes(tmp_path / "store", cities=("bremen",))
+    make_cityscapes(tmp_path / "root", cities=("aachen",))
+    for kind in ("leftImg8bit", "gtFine"):
+        (tmp_path / f"root/{kind}/val/bremen").symlink_to(tmp_path / f"store/{kind}/val/bremen")
+    (tmp_path / "root/leftImg8bit/val/aachen/loop").symlink_to(tmp_path / "root/leftImg8bit/val")  # must end
+    names = CityscapesDataset(tmp_path / "root", split="val").names()
+    assert names == ["aachen_000000_000000", "bremen_000000_000000"]
+
+
+def test_cityscapes_zip_folder_layout(tmp_path):
+    make_cityscapes(tmp_path / "zips")
+    (tmp_path / "leftImg8bit_trainvaltest").mkdir()
+    (tmp_path / "gtFine_trainvaltest").mkdir()
+    (tmp_path / "zips/leftImg8bit").rename(tmp_path / "leftImg8bit_trainvaltest/leftImg8bit")
+    (tmp_path / "zips/gtFine").rename(tmp_path / "gtFine_trainvaltest/gtFine")
+    dataset = CityscapesDataset(tmp_path, split="val")
+    assert dataset.names() == ["aachen_000000_000000", "bremen_000000_000001"]
+    np.testing.assert_array_equal(dataset[0]["label"], expected_from(CITYSCAPES_EXPECTED, all_ids_label()))
+    (tmp_path / "gtFine_trainvaltest/gtFine/val/aachen/aachen_000000_000000_gtFine_labelIds.png").unlink()
+    with pytest.raises(ValueError, match=r"no label file(.|\n)*gtFine_trainvaltest/gtFine/"):
+        CityscapesDataset(tmp_path, split="val")
+
+
 # --- GTA5 -------------------------------------------------------------------------------------------------------
 
 
@@ -158,6 +183,21 @@ def test_gta5_errors_name_the_layout(tmp_path):
         GTA5Dataset(tmp_path, split="all")
 
 
+def test_gta5_all_split_reads_each_frame_once_and_names_its_layout(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        GTA5Dataset(tmp_path, split="all")
+    assert "gtav_split_all" not in str(error.value) and "images/**/*.png" in str(error.value)
+    make_gta_flat(tmp_path, ("00001", "00002"))
+    # split folders made beside the flat files, as links: each frame is there twice
+    for split, name in (("train", "00001"), ("valid", "00002")):
+        for kind in ("images", "labels"):
+            (tmp_path / kind / split).mkdir(exist_ok=True)
+            (tmp_path / kind / split / f"{name}.png").symlink_to(tmp_path / kind / f"{name}.png")
+    with pytest.warns(UserWarning, match="2 images share a file name"):
+        dataset = GTA5Dataset(tmp_path, split="all")
+    assert dataset.names() == ["00001", "00002"]
+
+
 # --- BDD100K ----------------------------------------------------------------------------------------------------
 
 
@@ -184,6 +224,24 @@ def test_bdd100k_colormaps_train_id_variant_and_colour_label_error(tmp_path):
 def test_bdd100k_missing_folder_names_the_layout(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"images/10k/val/\*\.jpg with <root>/labels/sem_seg/masks/val"):
         BDD100KDataset(tmp_path, split="val")
+
+
+@pytest.mark.parametrize("images, labels", [("images/{split}", "labels/{split}"),
+                                             ("seg/images/{split}", "seg/labels/{split}")], ids=["older", "seg"])
+def test_bdd100k_older_layouts_with_train_id_suffix(tmp_path, images, labels):
+    label = np.full((8, 8), 7, np.uint8)
+    write_image(tmp_path / images.format(split="train") / "b.jpg", image_for(label))
+    write_image(tmp_path / labels.format(split="train") / "b_train_id.png", label)
+    np.testing.assert_array_equal(BDD100KDataset(tmp_path, split="train")[0]["label"], label)
+
+
+def test_bdd100k_images_without_masks_point_to_the_fixed_zips(tmp_path):
+    label = np.full((8, 8), 1, np.uint8)
+    for name in ("a", "b"):
+        write_image(tmp_path / f"images/10k/train/{name}.jpg", image_for(label))
+    write_image(tmp_path / "labels/sem_seg/masks/train/a.png", label)
+    with pytest.raises(ValueError, match=r"1 of 2 images have no label file(.|\n)*before June 2021"):
+        BDD100KDataset(tmp_path, split="train")
 
 
 # --- Mapillary Vistas -------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,24 @@ def read_label_ids(path: Path) -> np.ndarray:
 def list_files(directory: Path, suffixes: Iterable[str], *, recursive: bool = False) -> list[Path]:
     """Sorted files in ``directory`` whose names end with one of ``suffixes`` (case-insensitive)."""
     endings = tuple(suffix.lower() for suffix in suffixes)
-    pattern = "**/*" if recursive else "*"
-    return sorted(path for path in directory.glob(pattern) if path.name.lower().endswith(endings) and path.is_file())
+    candidates = _walk_files(directory) if recursive else directory.glob("*")
+    return sorted(path for path in candidates if path.name.lower().endswith(endings) and path.is_file())
+
+
+def _walk_files(directory: Path) -> Iterable[Path]:
+    """Every file below ``directory``, entering symlinked folders once each.
+
+    Not ``glob("**/*")``: before Python 3.13 it skips symlinked folders, so a symlinked city or split folder would
+    vanish from a dataset without an error. Real paths already visited are skipped, so a symlink loop ends.
+    """
+    visited: set[str] = set()
+    for folder, subfolders, names in os.walk(directory, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in visited:
+            subfolders.clear()
+            continue
+        visited.add(real)
+        yield from (Path(folder) / name for name in names)
 
 
 def require_dir(directory: Path, layout: str) -> Path:

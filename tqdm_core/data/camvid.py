@@ -66,7 +66,8 @@ class CamVidDataset(SegmentationDataset):
             raise missing_labels_error(missing, len(pairs), _layout(root, split))
         absent = [image for image, _ in pairs if not image.is_file()]
         if absent:
-            raise FileNotFoundError(f"{len(absent)} images listed in '{root / f'{split}.txt'}' are missing, "
+            lists = " and ".join(f"'{root / f'{part}.txt'}'" for part in (("train", "val") if split == "trainval" else (split,)))
+            raise FileNotFoundError(f"{len(absent)} images listed in {lists} are missing, "
                                     f"e.g. '{absent[0]}'; expected {_layout(root, split)}")
         samples = [SampleFiles(image, label, image.stem, label_table) for image, label in pairs]
         super().__init__(samples, class_table=class_table, transform=transform)

@@ -21,7 +21,9 @@ _IMAGE_SUFFIX = "_leftImg8bit.png"
 
 def _layout(root: Path, split: str) -> str:
     return (f"<root>/leftImg8bit/{split}/<city>/*{_IMAGE_SUFFIX} with "
-            f"<root>/gtFine/{split}/<city>/*_gtFine_labelIds.png (or *_gtFine_labelTrainIds.png), root: {root}")
+            f"<root>/gtFine/{split}/<city>/*_gtFine_labelIds.png (or *_gtFine_labelTrainIds.png), or the same "
+            "inside the zip folders <root>/leftImg8bit_trainvaltest/leftImg8bit/ and <root>/gtFine_trainvaltest/gtFine/ "
+            f"(both nested or both not), root: {root}")
 
 
 class CityscapesDataset(SegmentationDataset):

@@ -22,6 +22,7 @@ resized to its label.
 from __future__ import annotations
 
 from pathlib import Path
+import warnings
 
 from tqdm_core.classes import CITYSCAPES_19
 from tqdm_core.data.base import (
@@ -40,7 +41,10 @@ _TRAIN_ID_SUFFIX = "_labelTrainIds"
 
 
 def _layout(root: Path, split: str) -> str:
-    folder = _SPLIT_FOLDERS.get(split, ("train",))[0]
+    if split == "all":
+        return ("<root>/images/**/*.png with labels at the same relative path under <root>/labels/ (the flat layout "
+                f"<root>/images/*.png + <root>/labels/*.png or the split folders train/valid/test) (root: {root})")
+    folder = _SPLIT_FOLDERS[split][0]
     return (f"either the split-folder layout <root>/images/{folder}/**/*.png with labels at the same relative path "
             f"under <root>/labels/{folder}/, or the flat layout <root>/images/*.png + <root>/labels/*.png with a "
             f"split file <root>/gtav_split_{split}.txt (RobustNet split_data) or split_file=...; split='all' reads "
@@ -86,7 +90,7 @@ class GTA5Dataset(SegmentationDataset):
     @staticmethod
     def _find_images(root: Path, image_root: Path, split: str, split_file: str | Path | None) -> list[Path]:
         if split == "all" and split_file is None:
-            return list_files(image_root, (".png",), recursive=True)
+            return _unique_names(list_files(image_root, (".png",), recursive=True))
         if split_file is None:
             for folder in _SPLIT_FOLDERS[split]:
                 if (image_root / folder).is_dir():
@@ -106,3 +110,15 @@ class GTA5Dataset(SegmentationDataset):
                 f"{len(absent)} of {len(image_files)} images listed in '{split_file}' are missing, e.g. '{absent[0]}'; "
                 f"the split file names images of the flat layout <root>/images/<name>")
         return image_files
+
+
+def _unique_names(image_files: list[Path]) -> list[Path]:
+    """One file per frame name: split folders made beside the flat files (links or copies) list each frame twice."""
+    by_name: dict[str, Path] = {}
+    for path in image_files:
+        by_name.setdefault(path.name, path)
+    if len(by_name) < len(image_files):
+        warnings.warn(f"GTA5 split 'all': {len(image_files) - len(by_name)} images share a file name with another "
+                      "image under images/ (split folders beside the flat files?); each frame is read once",
+                      stacklevel=3)
+    return sorted(by_name.values())
