@@ -1,13 +1,15 @@
 """sensor_msgs/Image <-> numpy, with the checks a node needs to survive malformed input.
 
-The real ``cv_bridge`` decodes and encodes when it is importable (full ROS installs). Pip-only
-installs have no working cv_bridge (the PyPI package is an old ROS 1 port that breaks on numpy 2),
-so the same conversions are done here: a zero-copy strided view over ``msg.data`` that respects
-``step`` (row padding) and ``is_bigendian``, and ``arr.tobytes()`` to write (assigning a numpy
-array to ``msg.data`` is about 250 times slower).
+Decoding is a zero-copy strided view over ``msg.data`` that respects ``step`` (row padding), and
+``arr.tobytes()`` encodes (assigning a numpy array to ``msg.data`` is about 250 times slower).
+Not cv_bridge, even where it is installed: it derives the row length from ``step`` in whole
+pixels, so a row padded by a byte count that is not a multiple of the pixel size comes out
+sheared without an error, and pip-only installs have no working cv_bridge at all (the PyPI package
+is an old ROS 1 port that breaks on numpy 2).
 
-The layout checks (:func:`check_image_layout`) always run first, whichever decoder is used, so a
-malformed message is rejected with the same clear message everywhere and never reaches numpy.
+The layout checks (:func:`check_image_layout`) run first, so a malformed message is rejected with
+a clear message and never reaches numpy. Big-endian multi-byte data is one of the inputs the node
+skips (NODE.md lists it with the malformed ones); for 8-bit encodings the flag has no meaning.
 """
 
 import sys
@@ -16,13 +18,6 @@ from typing import NamedTuple, Optional
 import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
-
-try:
-    from cv_bridge import CvBridge
-except ImportError:
-    CvBridge = None
-
-_BRIDGE = CvBridge() if CvBridge is not None else None
 
 
 class EncodingLayout(NamedTuple):
@@ -84,8 +79,8 @@ def check_image_layout(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> E
 
     Raises:
         ImageConversionError: unsupported encoding, zero or absurd size, a ``step`` shorter
-            than a row or not a multiple of the pixel size, or ``data`` not ``step * height``
-            bytes long.
+            than a row or not a multiple of the channel size, big-endian multi-byte data, or
+            ``data`` not ``step * height`` bytes long.
     """
     layout = ENCODINGS.get(msg.encoding)
     if layout is None:
@@ -102,6 +97,10 @@ def check_image_layout(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> E
         raise ImageConversionError(
             f'step {msg.step} is not a multiple of the {layout.dtype.itemsize}-byte '
             f'{msg.encoding} channel size')
+    if msg.is_bigendian and layout.dtype.itemsize > 1:
+        raise ImageConversionError(
+            f'{msg.encoding} data is big-endian (is_bigendian=1); publish it in little-endian byte '
+            'order (the native order of x86 and ARM computers)')
     expected_bytes = msg.step * msg.height
     if len(msg.data) != expected_bytes:
         raise ImageConversionError(
@@ -126,15 +125,13 @@ def image_to_numpy(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nd
         ImageConversionError: see :func:`check_image_layout`.
     """
     layout = check_image_layout(msg, max_pixels=max_pixels)
-    if _BRIDGE is not None:
-        return _BRIDGE.imgmsg_to_cv2(msg, desired_encoding='passthrough')
-    dtype = layout.dtype.newbyteorder('>' if msg.is_bigendian else '<')
+    dtype = layout.dtype.newbyteorder('<')  # big-endian multi-byte data was rejected above
     itemsize = dtype.itemsize
     # Rows are `step` bytes apart; anything after the last pixel of a row is padding.
     array = np.ndarray(
         shape=(msg.height, msg.width, layout.channels), dtype=dtype, buffer=memoryview(msg.data),
         strides=(msg.step, layout.channels * itemsize, itemsize))
-    if not dtype.isnative:
+    if not dtype.isnative:  # a big-endian host
         array = array.astype(layout.dtype)
     else:
         array.flags.writeable = False
@@ -165,15 +162,12 @@ def numpy_to_image(array: np.ndarray, encoding: str, *,
             f'{encoding} needs a {layout.dtype} array of shape (H, W'
             f'{")" if layout.channels == 1 else f", {layout.channels})"}, '
             f'got {array.dtype} {array.shape}')
-    if _BRIDGE is not None:
-        msg = _BRIDGE.cv2_to_imgmsg(np.ascontiguousarray(array), encoding=encoding)
-    else:
-        msg = Image()
-        msg.height, msg.width = array.shape[:2]
-        msg.encoding = encoding
-        msg.is_bigendian = sys.byteorder == 'big'
-        msg.step = msg.width * layout.channels * layout.dtype.itemsize
-        msg.data = np.ascontiguousarray(array).tobytes()
+    msg = Image()
+    msg.height, msg.width = array.shape[:2]
+    msg.encoding = encoding
+    msg.is_bigendian = sys.byteorder == 'big'
+    msg.step = msg.width * layout.channels * layout.dtype.itemsize
+    msg.data = np.ascontiguousarray(array).tobytes()
     if header is not None:
         msg.header = header
     return msg

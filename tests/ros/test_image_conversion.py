@@ -57,13 +57,23 @@ def test_decoded_view_is_read_only():
         image_to_numpy(msg)[0, 0] = 1
 
 
-def test_mono16_in_either_byte_order():
-    """0x0102 = 258 stored big-endian as bytes 01 02, little-endian as 02 01."""
+def test_big_endian_multi_byte_data_is_rejected_and_8_bit_data_ignores_the_flag():
+    """NODE.md lists big-endian with the inputs to skip; a byte has no byte order."""
     big = raw_message('mono16', 2, 1, 4, bytes([0x01, 0x02, 0xff, 0x00]), is_bigendian=True)
+    with pytest.raises(ImageConversionError, match='big-endian'):
+        image_to_numpy(big)
     little = raw_message('mono16', 2, 1, 4, bytes([0x02, 0x01, 0x00, 0xff]))
-    np.testing.assert_array_equal(image_to_numpy(big), [[258, 0xff00]])
     np.testing.assert_array_equal(image_to_numpy(little), [[258, 0xff00]])
-    assert image_to_numpy(big).dtype.isnative
+    flagged = raw_message('mono8', 2, 1, 2, bytes([7, 9]), is_bigendian=True)
+    np.testing.assert_array_equal(image_to_numpy(flagged), [[7, 9]])
+
+
+def test_row_padding_of_any_byte_count_is_skipped():
+    """A 3-pixel rgb8 row of 9 bytes padded to 10: cv_bridge's whole-pixel rows shear this image."""
+    array = np.arange(18, dtype=np.uint8).reshape(2, 3, 3)
+    rows = [array[0].tobytes() + b'\xee', array[1].tobytes() + b'\xee']
+    msg = raw_message('rgb8', 3, 2, 10, b''.join(rows))
+    np.testing.assert_array_equal(image_to_numpy(msg), array)
 
 
 def test_written_messages_declare_native_byte_order():
