@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from tqdm_core import ClassTable
+from tqdm_core import CAMVID_11, CITYSCAPES_19, ClassTable
 from tqdm_core.evaluation import (DroppedFrame, EvaluationError, FrameScorer, LabeledImage, ModelInfo, ScoredFrame,
                                   predicted_frames, score_frames, write_report)
 from tqdm_core.evaluation.report import PICTURES, format_summary
@@ -89,3 +89,33 @@ def test_report_folder_and_untrained_warning(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
     with pytest.raises(FileExistsError, match="exists"):
         write_report(report, folder)
+
+
+def test_classes_without_counterpart_are_named_in_the_report(tmp_path):
+    """A CamVid-11 model on Cityscapes-19 ground truth: the eight Cityscapes classes it cannot predict are listed in
+    report.json and named by a warning in summary.md; a model of the ground truth's own table gets neither."""
+    scorer = FrameScorer(ground_truth_classes=CITYSCAPES_19, model_classes=CAMVID_11, num_frames=1)
+    road, tree = CAMVID_11.names.index("road"), CAMVID_11.names.index("tree")
+    scorer.add(0, frame("a", [0, 0, 8, 3], [road, road, tree, road]))  # truth: road road vegetation wall
+    report = scorer.report(mode="offline", source="cityscapes_val", model=MODEL, latency_kind="test")
+    data = json.loads(json.dumps(report.to_json()))
+    assert data["classes"]["without_counterpart"] == {
+        "model": [], "ground_truth": ["wall", "traffic light", "terrain", "truck", "bus", "train", "motorcycle",
+                                      "bicycle"]}
+    assert data["metrics"]["per_class"]["vegetation"]["iou"] == 1.0  # tree is scored as vegetation
+    summary = format_summary(report)
+    assert ("**WARNING: the ground truth's classes wall, traffic light, terrain, truck, bus, train, motorcycle, "
+            "bicycle have no counterpart in the model's table 'camvid11': the model cannot predict them") in summary
+    assert len(data["notes"]) == 1
+
+    reverse = FrameScorer(ground_truth_classes=CAMVID_11, model_classes=CITYSCAPES_19, num_frames=1)
+    reverse.add(0, frame("a", [3, 3, 5, 5], [0, 0, 8, 3]))
+    notes = reverse.report(mode="offline", source="camvid_val", model=MODEL, latency_kind="test").notes
+    assert notes == ("the model's classes wall, terrain, truck, bus, train, motorcycle have no counterpart in the "
+                     "ground truth's table 'camvid11': predicting them always counts as wrong",)
+
+    same = FrameScorer(ground_truth_classes=TABLE, model_classes=TABLE, num_frames=1)
+    same.add(0, frame("a", [0, 0, 1, 1], [0, 0, 1, 1]))
+    report = same.report(mode="offline", source="two", model=MODEL, latency_kind="test")
+    assert report.notes == () and report.to_json()["classes"]["without_counterpart"] == {
+        "model": [], "ground_truth": []}

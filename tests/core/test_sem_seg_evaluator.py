@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tqdm_core.classes import CAMVID_11, CITYSCAPES_19
-from tqdm_core.evaluation import CITYSCAPES_TO_CAMVID_NAMES, SemSegEvaluator, class_mapping_by_name, map_predictions
+from tqdm_core.evaluation import (CITYSCAPES_TO_CAMVID_NAMES, SemSegEvaluator, class_mapping_by_name,
+                                  classes_without_counterpart, map_predictions)
 
 # 3 classes, one 2x3 frame.
 GT = np.array([[0, 0, 1], [1, 2, 2]], dtype=np.uint8)
@@ -158,6 +159,37 @@ def test_cityscapes_model_on_camvid_ground_truth():
     # A "truck" prediction on a CamVid "car" pixel is a miss; a "car" prediction is a hit.
     evaluator.process(np.array([[cityscapes("truck"), cityscapes("car")]]), np.array([[camvid("car")] * 2]))
     assert evaluator.evaluate()["accuracy"][camvid("car")] == pytest.approx(0.5)
+
+
+def test_camvid_model_on_cityscapes_ground_truth_made_from_camvid_labels():
+    """A perfect CamVid-11 prediction scored on its own labels mapped to Cityscapes-19 (``camvid:classes=cityscapes19``,
+    the layout of `tqdm-bag make` Cityscapes bags) scores 1 for every class present: each CamVid class is sent where
+    the label-side mapping sends its labels (sign-symbol -> traffic sign, bicyclist -> rider, tree -> vegetation,
+    pedestrian -> person), so nothing lands in the unlabeled column. Matching names only scored 7 / 11 = 0.636."""
+    from tqdm_core.data.label_mappings import CAMVID_TO_CITYSCAPES, CAMVID_TO_CITYSCAPES_LUT
+
+    evaluator = SemSegEvaluator.for_class_table(CITYSCAPES_19, model_table=CAMVID_11)
+    np.testing.assert_array_equal(evaluator.class_mapping, [CAMVID_TO_CITYSCAPES[k] for k in range(11)])
+    camvid_labels = np.arange(12, dtype=np.uint8).reshape(3, 4)  # every class once, and void (11)
+    prediction = np.where(camvid_labels == 11, 0, camvid_labels).astype(np.uint8)
+    evaluator.process(prediction, CAMVID_TO_CITYSCAPES_LUT[camvid_labels])
+    results = evaluator.evaluate()
+    assert results["miou"] == pytest.approx(1.0) and results["pixel_accuracy"] == pytest.approx(1.0)
+    assert results["unlabeled_predictions"].sum() == 0
+    assert np.count_nonzero(~np.isnan(results["iou"])) == 11
+
+
+def test_classes_without_counterpart_in_both_directions():
+    """Cityscapes model on CamVid: six model classes map nowhere, every CamVid class is reachable. CamVid model on
+    Cityscapes: every model class maps, eight Cityscapes classes cannot be predicted. Same tables: nothing."""
+    to_camvid = SemSegEvaluator.for_class_table(CAMVID_11, model_table=CITYSCAPES_19).class_mapping
+    assert classes_without_counterpart(CITYSCAPES_19.names, CAMVID_11.names, to_camvid) == {
+        "model": ["wall", "terrain", "truck", "bus", "train", "motorcycle"], "ground_truth": []}
+    to_cityscapes = SemSegEvaluator.for_class_table(CITYSCAPES_19, model_table=CAMVID_11).class_mapping
+    assert classes_without_counterpart(CAMVID_11.names, CITYSCAPES_19.names, to_cityscapes) == {
+        "model": [], "ground_truth": ["wall", "traffic light", "terrain", "truck", "bus", "train", "motorcycle",
+                                      "bicycle"]}
+    assert classes_without_counterpart(CAMVID_11.names, CAMVID_11.names, None) == {"model": [], "ground_truth": []}
 
 
 def test_mapping_helpers_reject_bad_input():

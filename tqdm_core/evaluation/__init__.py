@@ -15,14 +15,17 @@ from tqdm_core.evaluation.scoring import (
     score_frames,
 )
 from tqdm_core.evaluation.sem_seg_evaluator import (
+    CAMVID_TO_CITYSCAPES_NAMES,
     CITYSCAPES_TO_CAMVID_NAMES,
     KNOWN_RENAMES,
     SemSegEvaluator,
     class_mapping_by_name,
+    classes_without_counterpart,
     map_predictions,
 )
 
 __all__ = [
+    "CAMVID_TO_CITYSCAPES_NAMES",
     "CITYSCAPES_TO_CAMVID_NAMES",
     "KNOWN_RENAMES",
     "CalibrationAccumulator",
@@ -36,6 +39,7 @@ __all__ = [
     "ScoredFrame",
     "SemSegEvaluator",
     "class_mapping_by_name",
+    "classes_without_counterpart",
     "format_summary",
     "map_predictions",
     "predicted_frames",

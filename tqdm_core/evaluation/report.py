@@ -17,7 +17,7 @@ import numpy as np
 from tqdm_core.classes import ClassTable
 from tqdm_core.evaluation.calibration import CalibrationResult
 from tqdm_core.evaluation.figures import OverlayFrame
-from tqdm_core.evaluation.sem_seg_evaluator import SemSegEvaluator
+from tqdm_core.evaluation.sem_seg_evaluator import SemSegEvaluator, classes_without_counterpart
 from tqdm_core.staged_output import staged_path
 
 REPORT_JSON = "report.json"
@@ -113,7 +113,9 @@ class EvaluationReport:
             "model": {"name": self.model.name, "source": self.model.source, "trained": self.model.trained,
                       "details": {key: _plain(value) for key, value in self.model.details.items()}},
             "notes": list(self.notes),
-            "classes": {"ground_truth": self.ground_truth_classes.to_dict(), "model": self.model_classes.to_dict()},
+            "classes": {"ground_truth": self.ground_truth_classes.to_dict(), "model": self.model_classes.to_dict(),
+                        "without_counterpart": classes_without_counterpart(
+                            self.model_classes.names, self.ground_truth_classes.names, self.evaluator.class_mapping)},
             "frames": {"total": self.frames_total, "scored": self.frames_scored, "dropped": len(self.dropped),
                        "dropped_frames": list(self.dropped)},
             "metrics": self.evaluator.to_json(),

@@ -24,7 +24,7 @@ from tqdm_core.classes import IGNORE_INDEX, ClassTable
 from tqdm_core.evaluation.calibration import CalibrationAccumulator
 from tqdm_core.evaluation.figures import OverlayFrame
 from tqdm_core.evaluation.report import UNTRAINED_WARNING, EvaluationReport, ModelInfo
-from tqdm_core.evaluation.sem_seg_evaluator import SemSegEvaluator
+from tqdm_core.evaluation.sem_seg_evaluator import SemSegEvaluator, classes_without_counterpart
 
 if TYPE_CHECKING:
     from tqdm_core.inference.predictor import Prediction
@@ -178,7 +178,7 @@ class FrameScorer:
         if not self.frames_scored:
             raise EvaluationError(f"no frame of {source} was scored ({self.num_frames} frames with ground truth, "
                                   f"{len(self.dropped)} dropped); nothing to report")
-        notes = list(notes)
+        notes = list(notes) + self._counterpart_notes()
         if model.trained is False:
             notes.insert(0, UNTRAINED_WARNING)
         return EvaluationReport(
@@ -187,6 +187,20 @@ class FrameScorer:
             latencies_ms=np.asarray(self.latencies_ms, dtype=np.float64), latency_kind=latency_kind,
             frames_total=self.num_frames, frames_scored=self.frames_scored, dropped=tuple(self.dropped),
             overlays=tuple(self.overlays), notes=tuple(notes), run=dict(run or {}))
+
+    def _counterpart_notes(self) -> list[str]:
+        """Warnings naming the classes the mapping between the model's and the ground truth's tables leaves out."""
+        model, truth = self.model_classes, self.ground_truth_classes
+        unmatched = classes_without_counterpart(model.names, truth.names, self.evaluator.class_mapping)
+        notes = []
+        if unmatched["model"]:
+            notes.append(f"the model's classes {', '.join(unmatched['model'])} have no counterpart in the ground "
+                         f"truth's table '{truth.name}': predicting them always counts as wrong")
+        if unmatched["ground_truth"]:
+            notes.append(f"the ground truth's classes {', '.join(unmatched['ground_truth'])} have no counterpart in "
+                         f"the model's table '{model.name}': the model cannot predict them, so their IoU is 0 "
+                         "wherever they occur in the ground truth (n/a where they do not)")
+        return notes
 
 
 def predicted_frames(predict: Callable[[np.ndarray], Prediction],

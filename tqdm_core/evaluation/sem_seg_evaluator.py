@@ -12,8 +12,9 @@ Conventions (they decide the numbers, so they are spelled out once here):
   counts as 0). ``miou_gt_present`` averages only over the classes that have ground-truth pixels.
 - Scores are fractions in [0, 1], not percentages.
 - When a model's class table differs from the ground truth's (a 19-class Cityscapes model scored on CamVid's 11
-  classes), a lookup array ``class_mapping`` sends each model class to a ground-truth class or to 255 (no
-  counterpart); predictions of unmapped classes count as wrong, like 255 predictions.
+  classes, or the reverse), a lookup array ``class_mapping`` sends each model class to a ground-truth class or to 255
+  (no counterpart); predictions of unmapped classes count as wrong, like 255 predictions, and ground-truth classes
+  no model class maps to score 0 IoU wherever they occur (``classes_without_counterpart`` lists both kinds).
 """
 from __future__ import annotations
 
@@ -44,8 +45,31 @@ CITYSCAPES_TO_CAMVID_NAMES: dict[str, str] = {
     "bicycle": "bicyclist",
 }
 
+# CamVid (11, SegNet version) class name -> Cityscapes (19) class name: the mapping the CamVid data documents
+# (shared/data/camvid/README.md), which `tqdm_core.data.label_mappings` applies to CamVid labels read as
+# ``classes=cityscapes19`` (not imported from there: that package loads torch). A CamVid model scored on Cityscapes
+# ground truth (a bag made with Cityscapes labels, or CamVid labels mapped to the 19 classes) has its "sign-symbol"
+# scored as "traffic sign" and "bicyclist" as "rider", as those labels were mapped. Wall, traffic light, terrain,
+# truck, bus, train, motorcycle and bicycle have no CamVid counterpart: such a model cannot predict them.
+CAMVID_TO_CITYSCAPES_NAMES: dict[str, str] = {
+    "sky": "sky",
+    "building": "building",
+    "pole": "pole",
+    "road": "road",
+    "sidewalk": "sidewalk",
+    "tree": "vegetation",
+    "sign-symbol": "traffic sign",
+    "fence": "fence",
+    "car": "car",
+    "pedestrian": "person",
+    "bicyclist": "rider",
+}
+
 # (model table name, ground-truth table name) -> class renames used when scoring one on the other.
-KNOWN_RENAMES: dict[tuple[str, str], dict[str, str]] = {("cityscapes19", "camvid11"): CITYSCAPES_TO_CAMVID_NAMES}
+KNOWN_RENAMES: dict[tuple[str, str], dict[str, str]] = {
+    ("cityscapes19", "camvid11"): CITYSCAPES_TO_CAMVID_NAMES,
+    ("camvid11", "cityscapes19"): CAMVID_TO_CITYSCAPES_NAMES,
+}
 
 
 def class_mapping_by_name(
@@ -139,6 +163,32 @@ def map_predictions(pred_labels: np.ndarray, class_mapping: np.ndarray | Sequenc
     return _label_lookup(np.asarray(pred_labels), lookup, "prediction", described).astype(np.uint8)
 
 
+def classes_without_counterpart(
+    model_names: Sequence[str], gt_names: Sequence[str], class_mapping: np.ndarray | Sequence[int] | None
+) -> dict[str, list[str]]:
+    """The classes that a model class -> ground-truth class mapping leaves without a partner.
+
+    Args:
+        model_names: the K_model class names of the model.
+        gt_names: the K_gt class names of the ground truth.
+        class_mapping: (K_model,) model class id -> ground-truth class id, 255 = no counterpart; None when the model
+            predicts ground-truth ids (the two tables are the same).
+
+    Returns:
+        ``model``: model classes mapped to no ground-truth class (their predictions always count as wrong);
+        ``ground_truth``: ground-truth classes no model class maps to (the model cannot predict them, so their IoU
+        is 0 wherever they occur).
+    """
+    if class_mapping is None:
+        return {"model": [], "ground_truth": []}
+    mapping = _checked_mapping(class_mapping, len(gt_names))
+    reached = set(mapping[mapping != IGNORE_INDEX].tolist())
+    return {
+        "model": [name for name, target in zip(model_names, mapping) if target == IGNORE_INDEX],
+        "ground_truth": [name for index, name in enumerate(gt_names) if index not in reached],
+    }
+
+
 def _as_label_batch(labels: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     """(H, W) or (B, H, W) array (or a list of (H, W) arrays of one size) as an array; CPU tensors work too."""
     array = np.asarray(labels)
@@ -210,7 +260,8 @@ class SemSegEvaluator:
             gt_table: classes of the ground truth.
             model_table: classes of the model; None or equal names means predictions are ground-truth ids.
             renames: model name -> ground-truth name for differing names; defaults to the entry of
-                ``KNOWN_RENAMES`` for the two table names (Cityscapes-19 model on CamVid-11), else exact names only.
+                ``KNOWN_RENAMES`` for the two table names (Cityscapes-19 and CamVid-11, either way round), else exact
+                names only.
             ignore_index: ground-truth value of pixels that are not scored.
         """
         mapping = None
