@@ -270,8 +270,13 @@ def _find_cityscapes(root: pathlib.Path, split: str) -> FrameSource:
 
 
 def read_rgb(path: pathlib.Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """Read an image file as (H, W, 3) uint8 RGB, as stored: EXIF orientation is ignored.
+
+    The datasets read images the same way (`tqdm_core.data.read_image`): label images carry no
+    EXIF tag (`read_label` reads them unchanged), so turning only the photo would misalign it
+    with its label.
+    """
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None:
         raise ValueError(f"cannot read image '{path}': not an image file or damaged")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -121,6 +121,37 @@ def test_plain_folders_match_by_stem_and_need_a_class_table(tmp_path):
     assert [int(f.label[0, 0]) for f in got] == [1, 2]
 
 
+@pytest.mark.parametrize('orientation', [2, 3, 4])
+def test_exif_orientation_of_a_jpeg_is_ignored_as_the_datasets_do(tmp_path, orientation):
+    """A JPEG with EXIF orientation 2, 3 or 4 (mirrored, turned, flipped: same size) must go into
+    the bag as stored, as tqdm_core's datasets read it, or it no longer lines up with its label
+    (which has no EXIF tag)."""
+    from PIL import Image
+    from tqdm_core.data.base import read_image
+
+    images, labels = tmp_path / 'images', tmp_path / 'labels'
+    images.mkdir()
+    labels.mkdir()
+    pixels = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    pixels[:HEIGHT // 2, :WIDTH // 3] = (250, 20, 20)  # a red block in the top left corner only
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # the EXIF Orientation tag
+    Image.fromarray(pixels).save(images / 'a.jpg', quality=100, exif=exif.tobytes())
+    label = np.zeros((HEIGHT, WIDTH), np.uint8)
+    label[:HEIGHT // 2, :WIDTH // 3] = CAMVID_11.names.index('car')
+    cv2.imwrite(str(labels / 'a.png'), label)
+    turned = cv2.imread(str(images / 'a.jpg'), cv2.IMREAD_COLOR)[:, :, ::-1]
+    assert turned[0, 0, 0] < 128  # OpenCV's default read turns it: the red block moves away
+
+    bag = make_bag(find_frames(images, labels=labels, class_table=CAMVID_11), tmp_path / 'bag',
+                   config=MakeBagConfig()).path
+    with open_bag(bag) as reader:
+        (frame,) = iter_labeled_frames(reader, image_topic='/camera/image_raw',
+                                       label_topic='/camera/ground_truth')
+    np.testing.assert_array_equal(frame.image, read_image(images / 'a.jpg'))
+    assert frame.image[0, 0, 0] > 200 and frame.label[0, 0] == CAMVID_11.names.index('car')
+
+
 def test_images_without_labels_make_a_camera_only_bag(tmp_path):
     images = tmp_path / 'images'
     images.mkdir()
