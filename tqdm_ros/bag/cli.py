@@ -159,7 +159,8 @@ def _add_evaluate(subparsers) -> None:
                         help='class table of the labels when the bag has no class-table topic: '
                              'cityscapes19, camvid11 or a JSON file')
     parser.add_argument('--limit', type=int, help='score only the first N frames')
-    parser.add_argument('--num-overlays', type=int, default=4, help='frames in overlays.png')
+    parser.add_argument('--num-overlays', type=int, default=4,
+                        help='frames in overlays.png (0: none)')
     live = parser.add_argument_group('live')
     live.add_argument('--rate', type=_rate, default=1.0,
                       help="replay speed factor, or 'auto' to match the node's speed")

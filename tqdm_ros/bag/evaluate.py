@@ -44,7 +44,7 @@ class EvaluationConfig:
         ground_truth_classes: class table of the ground truth for bags without a class-table
             topic; None reads it from ``class_table_topic``.
         limit: score only the first N frames; None scores all.
-        num_overlays: frames drawn in the overlay grid, spread over the bag.
+        num_overlays: frames drawn in the overlay grid, spread over the bag; 0: no grid.
         calibration_bins: confidence bins of the reliability diagram and ECE.
     """
 
@@ -59,9 +59,10 @@ class EvaluationConfig:
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f'limit must be >= 1 or None, got {self.limit}')
-        if self.num_overlays < 1 or self.calibration_bins < 1:
-            raise ValueError('num_overlays and calibration_bins must be >= 1, got '
-                             f'{self.num_overlays} and {self.calibration_bins}')
+        if self.num_overlays < 0 or self.calibration_bins < 1:
+            raise ValueError('num_overlays must be >= 0 (0: no overlay picture) and '
+                             f'calibration_bins >= 1, got {self.num_overlays} and '
+                             f'{self.calibration_bins}')
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,17 @@ def test_cli_offline_report(camvid_bag, tmp_path, capsys, tiny_checkpoint):
     assert json.loads((output / 'report.json').read_text())['model']['trained'] is True
 
 
+def test_cli_offline_report_without_overlays(camvid_bag, tmp_path, tiny_checkpoint):
+    """--num-overlays 0 leaves out the overlay grid, as training.evaluate does."""
+    output = tmp_path / 'report'
+    assert main(['evaluate', str(camvid_bag), '-o', str(output), '--checkpoint',
+                 str(tiny_checkpoint), '--limit', '1', '--num-overlays', '0']) == 0
+    assert not (output / PICTURES['overlays']).exists()
+    assert 'overlays' not in json.loads((output / 'report.json').read_text())['pictures']
+    with pytest.raises(ValueError, match=r'num_overlays must be >= 0 \(0: no overlay picture\)'):
+        EvaluationConfig(num_overlays=-1)
+
+
 def test_cli_maps_its_flags_to_the_inference_options(camvid_bag, tmp_path, capsys,
                                                      tiny_checkpoint):
     output = tmp_path / 'report'
