@@ -79,7 +79,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('device', default_value='',
                               description="'cpu', 'cuda' or 'cuda:<index>'"),
         DeclareLaunchArgument('precision', default_value='',
-                              description="'fp32', 'bf16' or 'fp16'"),
+                              description="'auto', 'fp32', 'bf16' or 'fp16'"),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of the node'),
         DeclareLaunchArgument('autostart', default_value='',

@@ -42,18 +42,24 @@ class ClassTablePublisher:
     def __init__(self, *, node: Node, namespace: str, class_table: ClassTable,
                  confidence_threshold: float) -> None:
         self._node = node
+        self._class_table = class_table
         self._json_publisher = node.create_publisher(
             String, f'{namespace}/class_table', LATCHED_QOS)
-        self._json_publisher.publish(String(
-            data=class_table_to_json(class_table, confidence_threshold=confidence_threshold)))
         self._label_info_publisher = None
         if LabelInfo is not None:
             self._label_info_publisher = node.create_publisher(
                 LabelInfo, f'{namespace}/label_info', LATCHED_QOS)
+        self.publish(confidence_threshold)
+
+    def publish(self, confidence_threshold: float) -> None:
+        """(Re)send the table with ``confidence_threshold``; the latched copy is replaced."""
+        self._json_publisher.publish(String(
+            data=class_table_to_json(self._class_table, confidence_threshold=confidence_threshold)))
+        if self._label_info_publisher is not None:
             info = LabelInfo(threshold=float(confidence_threshold))
-            info.header.stamp = node.get_clock().now().to_msg()
+            info.header.stamp = self._node.get_clock().now().to_msg()
             info.class_map = [VisionClass(class_id=i, class_name=n)
-                              for i, n in enumerate(class_table.names)]
+                              for i, n in enumerate(self._class_table.names)]
             self._label_info_publisher.publish(info)
 
     def destroy(self) -> None:

@@ -26,6 +26,7 @@ STATE_INACTIVE = 'inactive'
 STATE_WARMING_UP = 'warming up'
 STATE_RUNNING = 'running'
 STATE_FAILED = 'failed'
+STATE_FINALIZED = 'finalized'
 
 # An active camera silent for this long is reported as a warning.
 SILENCE_WARNING_S = 5.0
@@ -137,6 +138,11 @@ class HealthMonitor:
         with self._lock:
             self._model_info = dict(info)
 
+    def update_model_info(self, info: dict[str, str]) -> None:
+        """Change some entries of the model status (a parameter set at run time)."""
+        with self._lock:
+            self._model_info.update(info)
+
     def reset_cameras(self, topics: tuple[str, ...]) -> None:
         with self._lock:
             self._cameras = [CameraHealth(topic=t) for t in topics]
@@ -188,7 +194,7 @@ class HealthMonitor:
             camera.inference_total_s += inference_s
             camera.overhead.add(latency_s - inference_s)
             if self._state == STATE_WARMING_UP:
-                self._state = STATE_RUNNING
+                self._state, self._state_detail = STATE_RUNNING, ''
 
     def on_visualization(self, index: int, *, color_mask: bool, overlay: bool) -> None:
         with self._lock:
@@ -210,7 +216,8 @@ class HealthMonitor:
     def _model_status(self) -> DiagnosticStatus:
         level = {
             STATE_RUNNING: DiagnosticStatus.OK, STATE_INACTIVE: DiagnosticStatus.OK,
-            STATE_UNCONFIGURED: DiagnosticStatus.OK, STATE_FAILED: DiagnosticStatus.ERROR,
+            STATE_UNCONFIGURED: DiagnosticStatus.OK, STATE_FINALIZED: DiagnosticStatus.OK,
+            STATE_FAILED: DiagnosticStatus.ERROR,
         }.get(self._state, DiagnosticStatus.WARN)
         message = self._state + (f': {self._state_detail}' if self._state_detail else '')
         values = {'state': self._state, **self._model_info,

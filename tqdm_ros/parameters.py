@@ -167,7 +167,7 @@ PARAMETER_SPECS = (
 
 SPECS_BY_NAME = {spec.name: spec for spec in PARAMETER_SPECS}
 # Parameters a configured node applies at once when set; every other one needs a reconfigure.
-RUNTIME_PARAMETERS = frozenset({'overlay_alpha'})
+RUNTIME_PARAMETERS = frozenset({'overlay_alpha', 'max_rate_hz', 'confidence_threshold'})
 # InferenceOptions field -> the node parameter that sets it.
 OPTION_NAMES = {spec.option: spec.name for spec in PARAMETER_SPECS if spec.option is not None}
 

@@ -4,8 +4,10 @@ Lifecycle: ``configure`` validates the parameters, loads the model and advertise
 (class tables are latched from then on); ``activate`` subscribes to the cameras and starts the
 inference worker; ``deactivate`` unsubscribes and stops the worker; ``cleanup`` frees the model.
 Any failure during ``configure`` is logged with its reason before the transition fails. A
-configured node refuses ``ros2 param set`` of parameters that are read on configure (all but
-``overlay_alpha``), saying to clean it up first.
+configured node applies ``overlay_alpha``, ``max_rate_hz`` and ``confidence_threshold`` at once
+(the class tables are re-sent with a new threshold) and refuses a change of any other parameter,
+saying to clean it up first; setting a parameter to the value it has is always accepted. After
+``shutdown`` the console script exits.
 
 As a plain console script (pip-only installs, no lifecycle manager) it configures and activates
 itself unless ``autostart`` is false:
@@ -274,6 +276,10 @@ class SegmentationNode(LifecycleNode):
         self._slots: Optional[LatestFrameSlots] = None
         self._worker: Optional[threading.Thread] = None
         self._stop_worker = threading.Event()
+        self._warning_lock = threading.Lock()
+        self._last_warning: dict[int, float] = {}
+        # Set by the lifecycle shutdown transition: the console script then exits.
+        self.finalized = threading.Event()
         super().__init__(NODE_NAME, **kwargs)
         declare_parameters(self)
         self._params = read_parameters(self)
@@ -330,6 +336,7 @@ class SegmentationNode(LifecycleNode):
             for topic in params.input_topics]
         self._health.reset_cameras(
             tuple(self.resolve_topic_name(c.subscribed) for c in self._cameras))
+        self._last_warning = {}
         source = params.checkpoint or f'preset {params.preset}, towers {params.pretrained!r}'
         if params.model:
             self.get_logger().warning(
@@ -353,8 +360,8 @@ class SegmentationNode(LifecycleNode):
         self._predictor, self._class_table = predictor, class_table
         description = {k: str(v) for k, v in predictor.describe().items()}
         self._health.set_model_info(
-            {'device': params.device, 'precision': params.precision, **description,
-             'source': source})
+            {'model': f"{description['preset']} ({source})", 'device': params.device,
+             'precision': params.precision, **description, 'source': source})
         output_qos = self._qos(params.output_qos, params.output_qos_depth)
         self._outputs = [
             CameraOutputs(
@@ -403,6 +410,7 @@ class SegmentationNode(LifecycleNode):
         self._release_model()
         self._parameters_in_use = False
         self._health.set_state(diagnostics.STATE_UNCONFIGURED)
+        self._health.set_model_info({})
         self.get_logger().info('unconfigured: model released')
         return super().on_cleanup(state)
 
@@ -410,6 +418,10 @@ class SegmentationNode(LifecycleNode):
         self._stop()
         self._release_model()
         self._parameters_in_use = False
+        self._health.set_state(diagnostics.STATE_FINALIZED)
+        self._health.set_model_info({})
+        self.get_logger().info('finalized: model released')
+        self.finalized.set()
         return super().on_shutdown(state)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -417,6 +429,7 @@ class SegmentationNode(LifecycleNode):
         self._release_model()
         self._parameters_in_use = False
         self._health.set_state(diagnostics.STATE_UNCONFIGURED)
+        self._health.set_model_info({})
         return super().on_error(state)
 
     def destroy_node(self) -> None:
@@ -433,13 +446,16 @@ class SegmentationNode(LifecycleNode):
         changes = {p.name: p.value for p in parameters if p.name in SPECS_BY_NAME}
         if not changes:
             return SetParametersResult(successful=True)
+        current = parameter_values(self)
         try:
             for name, value in changes.items():
                 validate_value(SPECS_BY_NAME[name], value)
-            validate_parameters({**parameter_values(self), **changes})
+            validate_parameters({**current, **changes})
         except ParameterError as error:
             return SetParametersResult(successful=False, reason=str(error))
-        needs_configure = sorted(set(changes) - RUNTIME_PARAMETERS)
+        # A value equal to the current one changes nothing (a `ros2 param load` of a dump).
+        needs_configure = sorted(name for name in set(changes) - RUNTIME_PARAMETERS
+                                 if changes[name] != current.get(name))
         if needs_configure and self._parameters_in_use:
             names = ', '.join(repr(name) for name in needs_configure)
             return SetParametersResult(successful=False, reason=(
@@ -456,8 +472,15 @@ class SegmentationNode(LifecycleNode):
         """Apply the parameters of RUNTIME_PARAMETERS a configured node accepted."""
         changes = {p.name: validate_value(SPECS_BY_NAME[p.name], p.value)
                    for p in parameters if p.name in RUNTIME_PARAMETERS}
-        if changes and self._parameters_in_use:
-            self._params = replace(self._params, **changes)
+        if not (changes and self._parameters_in_use):
+            return
+        self._params = replace(self._params, **changes)  # the worker reads max_rate_hz per run
+        threshold = changes.get('confidence_threshold')
+        if threshold is not None and self._predictor is not None:
+            self._predictor.confidence_threshold = threshold
+            self._health.update_model_info({'confidence_threshold': str(threshold)})
+            for outputs in self._outputs:
+                outputs.class_table.publish(threshold)
 
     def _fail_configure(self, message: str) -> TransitionCallbackReturn:
         self.get_logger().error(message)
@@ -500,9 +523,16 @@ class SegmentationNode(LifecycleNode):
 
     def _reject(self, camera_index: int, error: Exception) -> None:
         total = self._health.on_bad_input(camera_index, str(error))
+        # Throttled per camera: rclpy's throttle is per call site, so one camera's bad stream
+        # would hide every other camera's warnings.
+        now = time.monotonic()
+        with self._warning_lock:
+            if now - self._last_warning.get(camera_index, -WARNING_PERIOD_S) < WARNING_PERIOD_S:
+                return
+            self._last_warning[camera_index] = now
         self.get_logger().warning(
             f'skipping a frame from {self._cameras[camera_index].subscribed}: {error} '
-            f'({total} rejected so far)', throttle_duration_sec=WARNING_PERIOD_S)
+            f'({total} rejected from this camera so far)')
 
     def _image_callback(self, camera_index: int) -> Callable:
         if MESSAGE_INFO_CALLBACKS:
@@ -532,7 +562,6 @@ class SegmentationNode(LifecycleNode):
             self._health.on_dropped(camera_index)
 
     def _run_worker(self, slots: LatestFrameSlots, stop: threading.Event) -> None:
-        min_period = 1.0 / self._params.max_rate_hz if self._params.max_rate_hz > 0 else 0.0
         next_run = 0.0
         worked_since_release = False
         while not stop.is_set():
@@ -541,7 +570,8 @@ class SegmentationNode(LifecycleNode):
                 break
             ready = slots.take_ready(timeout=IDLE_RELEASE_S)
             if ready:
-                next_run = time.monotonic() + min_period
+                max_rate_hz = self._params.max_rate_hz  # settable at run time
+                next_run = time.monotonic() + (1.0 / max_rate_hz if max_rate_hz > 0 else 0.0)
                 try:
                     self._process(ready)
                 except Exception as error:  # the worker must outlive any one frame
@@ -657,7 +687,7 @@ def main(args: Optional[list[str]] = None, *,
         print(f'{NODE_NAME}: invalid parameter: {error}', file=sys.stderr)
         rclpy.try_shutdown()
         sys.exit(2)
-    shutdown_requested = threading.Event()
+    shutdown_requested = node.finalized  # a lifecycle shutdown ends the process too
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: shutdown_requested.set())
     executor = MultiThreadedExecutor(num_threads=3)

@@ -55,7 +55,7 @@ def test_states_levels_and_counters():
 
     monitor.set_model_info({'preset': 'tqdm-tiny-rn', 'device': 'cpu', 'precision': 'fp32'})
     monitor.reset_cameras(('/ns/camera/image_raw',))
-    monitor.set_state(diagnostics.STATE_WARMING_UP)
+    monitor.set_state(diagnostics.STATE_WARMING_UP, 'waiting for the first frame')
     clock.now += diagnostics.SILENCE_WARNING_S + 1
     model, camera = report(monitor)
     assert model.level == DiagnosticStatus.WARN and model.hardware_id == 'cpu'
@@ -69,6 +69,7 @@ def test_states_levels_and_counters():
     monitor.on_visualization(0, color_mask=True, overlay=False)
     model, camera = report(monitor)
     assert (model.level, status_values(model)['state']) == (DiagnosticStatus.OK, 'running')
+    assert model.message == 'running'  # the warming-up detail does not outlive its state
     assert status_values(model)['preset'] == 'tqdm-tiny-rn'
     values = status_values(camera)
     assert camera.level == DiagnosticStatus.OK
@@ -115,3 +116,18 @@ def test_frames_lost_before_the_callback_are_counted_apart_from_drops():
     values = status_values(camera)
     assert (values['received'], values['lost_frames'], values['dropped_frames']) == (
         '3', '5', '1')
+
+
+def test_finalized_node_reports_no_model_and_no_silent_cameras():
+    monitor = HealthMonitor(node_name='/segmentation_node', clock=FakeClock())
+    monitor.reset_cameras(('/camera/image_raw',))
+    monitor.set_model_info({'preset': 'tqdm-tiny-rn', 'confidence_threshold': '0.0'})
+    monitor.set_state(diagnostics.STATE_RUNNING)
+    monitor.update_model_info({'confidence_threshold': '0.4'})
+    assert status_values(report(monitor)[0])['confidence_threshold'] == '0.4'
+    monitor.set_state(diagnostics.STATE_FINALIZED)
+    monitor.set_model_info({})
+    model, camera = report(monitor)
+    assert (model.level, model.message) == (DiagnosticStatus.OK, 'finalized')
+    assert 'preset' not in status_values(model)
+    assert (camera.level, camera.message) == (DiagnosticStatus.OK, 'finalized')

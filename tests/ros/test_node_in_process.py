@@ -125,18 +125,94 @@ def test_parameters_read_on_configure_are_refused_while_configured(ros_domain):
         assert not invalid.successful and "'device'" in invalid.reason
         assert set_parameter(node, 'input_transport', 'compressed').successful  # unconfigured
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        refused = set_parameter(node, 'max_rate_hz', 5.0)
+        refused = set_parameter(node, 'inference_mode', 'slide')
         assert not refused.successful
-        assert "'max_rate_hz' takes effect only at configure, and the node is configured" in (
+        assert "'inference_mode' takes effect only at configure, and the node is configured" in (
             refused.reason)
         assert f'ros2 lifecycle set {node.get_fully_qualified_name()} deactivate' in (
             refused.reason)
-        assert node.get_parameter('max_rate_hz').value == 0.0
-        assert RUNTIME_PARAMETERS == {'overlay_alpha'}
-        assert set_parameter(node, 'overlay_alpha', 0.25).successful
-        assert node.parameters.overlay_alpha == 0.25  # applied at once
+        assert node.get_parameter('inference_mode').value == 'whole'
+        # The value it already has: accepted (a `ros2 param load` of a dump sets every one).
+        assert set_parameter(node, 'inference_mode', 'whole').successful
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert set_parameter(node, 'inference_mode', 'slide').successful
+
+
+def test_runtime_parameters_apply_at_once(ros_domain):
+    """overlay_alpha, max_rate_hz and confidence_threshold apply to a configured node; a new
+    threshold reaches the Predictor, the latched class tables and the diagnostics."""
+    from std_msgs.msg import String
+
+    from tqdm_ros.class_table_publisher import LATCHED_QOS
+
+    assert RUNTIME_PARAMETERS == {'overlay_alpha', 'max_rate_hz', 'confidence_threshold'}
+    with spun_node('-p', 'autostart:=false') as spun:
+        node = spun.node
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        tables = MessageLog()
+        watcher = rclpy.create_node('class_table_watcher', context=spun.context)
+        spun.executor.add_node(watcher)
+        watcher.create_subscription(String, '/camera/segmentation/class_table', tables,
+                                    LATCHED_QOS)
+        spun.spin_until(lambda: tables.messages, 'latched class table')
+        assert '"confidence_threshold": 0.0' in tables.messages[-1].data
+        assert set_parameter(node, 'overlay_alpha', 0.25).successful
         assert set_parameter(node, 'max_rate_hz', 5.0).successful
+        assert set_parameter(node, 'confidence_threshold', 0.4).successful
+        assert (node.parameters.overlay_alpha, node.parameters.max_rate_hz) == (0.25, 5.0)
+        assert node._predictor.confidence_threshold == 0.4
+        spun.spin_until(lambda: '"confidence_threshold": 0.4' in tables.messages[-1].data,
+                        'class table re-sent with the new threshold')
+        model_status = node._health.report(node.get_clock().now().to_msg()).status[0]
+        assert {kv.key: kv.value for kv in model_status.values}['confidence_threshold'] == '0.4'
+        late = MessageLog()  # a late subscriber gets the new table only
+        watcher.create_subscription(String, '/camera/segmentation/class_table', late,
+                                    LATCHED_QOS)
+        spun.spin_until(lambda: late.messages, 'late subscriber served')
+        assert len(late.messages) == 1 and '"confidence_threshold": 0.4' in late.messages[0].data
+
+
+def test_lifecycle_shutdown_finalizes_the_diagnostics(ros_domain):
+    with spun_node('-p', 'autostart:=false') as spun:
+        node = spun.node
+        assert node.start()
+        assert not node.finalized.is_set()
+        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+        assert node.finalized.is_set()  # the console script exits on it
+        model, camera = node._health.report(node.get_clock().now().to_msg()).status
+        assert (model.message, camera.message) == ('finalized', 'finalized')
+        assert 'preset' not in {kv.key for kv in model.values}
+
+
+def test_bad_input_warnings_are_throttled_per_camera(ros_domain, capfd):
+    """rclpy throttles per call site: a bad frame from a second camera was never logged."""
+    topics = ['/left/image_raw', '/right/image_raw']
+    with spun_node('-p', f'input_topics:={topics}', '-p', 'input_qos:=reliable',
+                   '-p', 'diagnostics_period_s:=0.1') as spun:
+        node = spun.node
+        assert node.start()
+        diagnostics = MessageLog()
+        node.create_subscription(DiagnosticArray, '/diagnostics', diagnostics, 50)
+        client = RosClient(name='two_bad_cameras')
+        try:
+            bad = image_message(FRAME, 'rgb8', stamp_ns=1, frame_id='c')
+            bad.encoding = 'yuv422'
+            publishers = {}
+            for topic in topics + topics[:1]:  # the left camera's second one is throttled
+                publisher = publishers.get(topic) or client.node.create_publisher(
+                    Image, topic, RELIABLE)
+                publishers[topic] = publisher
+                spun.spin_until(lambda: publisher.get_subscription_count() > 0, 'matched')
+                count = int(camera_status_values(diagnostics, topic).get('bad_inputs', 0))
+                publisher.publish(bad)
+                spun.spin_until(
+                    lambda: int(camera_status_values(diagnostics, topic).get('bad_inputs', 0))
+                    == count + 1, f'{topic} rejection counted')
+        finally:
+            client.close()
+    logged = capfd.readouterr().err
+    for topic in topics:
+        assert logged.count(f'skipping a frame from {topic}') == 1  # warned, then throttled
 
 
 def test_frames_lost_in_the_input_queue_are_counted(ros_domain):
