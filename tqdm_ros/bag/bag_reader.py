@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
 import functools
 import importlib
@@ -34,6 +35,9 @@ IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_IMAGE_TYPE = 'sensor_msgs/msg/CompressedImage'
 CAMERA_TYPES = (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
 STRING_TYPE = 'std_msgs/msg/String'
+# Encodings of ground-truth images: one uint8 class id per pixel. 8UC1 is the generic name of
+# mono8's layout that many label publishers use.
+LABEL_ENCODINGS = ('mono8', '8UC1')
 
 # Every way rosbags fails on a bad bag; sqlite3 and struct errors come from truncated files.
 _READ_ERRORS = (AnyReaderError, ReaderError, TypesysError, sqlite3.DatabaseError, EOFError,
@@ -277,7 +281,7 @@ def cdr_header_stamp_ns(raw: bytes) -> int:
 
 
 def image_to_array(msg: object) -> np.ndarray:
-    """Decode a camera frame or a label image of a bag into a numpy array.
+    """Decode a camera frame of a bag into an RGB array.
 
     The node's decoders (`tqdm_ros.image_conversion`, `tqdm_ros.compressed_image`) do the work,
     so bags and live topics are read the same way (``step`` padding, byte order, JPEG and PNG,
@@ -287,9 +291,8 @@ def image_to_array(msg: object) -> np.ndarray:
         msg: a ``sensor_msgs/Image`` or ``sensor_msgs/CompressedImage`` (rosbags or rclpy).
 
     Returns:
-        (H, W) uint8 for a ``mono8`` Image (labels); (H, W, 3) uint8 RGB for every other
-        encoding and for compressed frames (BGR reordered, alpha dropped, mono and float images
-        expanded as the node does).
+        (H, W, 3) uint8 RGB (BGR reordered, alpha dropped, mono and float images expanded as
+        the node does).
 
     Raises:
         BagError: a malformed message (unsupported encoding, ``step`` or data length wrong, a
@@ -299,14 +302,37 @@ def image_to_array(msg: object) -> np.ndarray:
     try:
         if compressed:
             image, channel_order = compressed_to_rgb8(msg)
-        elif msg.encoding == 'mono8':
-            return image_to_numpy(msg)
         else:
             image, channel_order = image_to_rgb8(msg)
     except ImageConversionError as err:
         kind = f'compressed ({msg.format})' if compressed else msg.encoding
         raise BagError(f'cannot decode {kind} image of the bag: {err}') from None
     return np.ascontiguousarray(image[:, :, ::-1]) if channel_order == 'bgr' else image
+
+
+def label_to_array(msg: object, topic: str) -> np.ndarray:
+    """Decode a ground-truth image of a bag: one class id per pixel.
+
+    Args:
+        msg: a rosbags ``sensor_msgs/Image`` in one of `LABEL_ENCODINGS`.
+        topic: its topic, for error messages.
+
+    Returns:
+        (H, W) uint8 class ids.
+
+    Raises:
+        BagError: another encoding, or a malformed message (``step`` or data length wrong).
+    """
+    if msg.encoding not in LABEL_ENCODINGS:
+        raise BagError(f"label topic '{topic}' carries {msg.encoding} images; expected class "
+                       f"ids in {' or '.join(LABEL_ENCODINGS)}")
+    try:
+        # 8UC1 has mono8's layout. The shared decoder names only mono8: it is also the node's
+        # camera decoder, whose encodings are the camera ones.
+        return image_to_numpy(dataclasses.replace(msg, encoding='mono8'))
+    except ImageConversionError as err:
+        raise BagError(f"cannot decode the {msg.encoding} label image of topic '{topic}': "
+                       f'{err}') from None
 
 
 def read_class_table(reader: AnyReader, topic: str) -> ClassTable:
@@ -345,10 +371,10 @@ def iter_labeled_frames(reader: AnyReader, *, image_topic: str,
     """Yield camera frames with their ground truth, matched by header stamp, in log-time order.
 
     The camera topic holds sensor_msgs/Image or CompressedImage (JPEG, PNG); the ground truth
-    sensor_msgs/Image mono8. A frame is yielded as soon as both its image and its label have
-    been read, so memory holds only the few messages whose partner is still ahead in the bag. A
-    frame without a partner is not yielded; callers compare the frames received with the topic
-    message counts.
+    sensor_msgs/Image mono8 or 8UC1. A frame is yielded as soon as both its image and its label
+    have been read, so memory holds only the few messages whose partner is still ahead in the
+    bag. A frame without a partner is not yielded; callers compare the frames received with the
+    topic message counts.
 
     Raises:
         BagError: a topic is missing, or a label differs in size from its image.
@@ -373,16 +399,10 @@ def iter_labeled_frames(reader: AnyReader, *, image_topic: str,
             continue
         msg = reader.deserialize(raw, connection.msgtype)
         stamp = stamp_to_ns(msg.header.stamp)
-        array = image_to_array(msg)
         if connection.topic == image_topic:
-            if array.ndim == 2:  # a mono8 camera: repeated over three channels, as the node does
-                array = np.repeat(array[:, :, None], 3, axis=2)
-            images[stamp] = (msg.header.frame_id, array)
+            images[stamp] = (msg.header.frame_id, image_to_array(msg))
         else:
-            if array.ndim != 2:
-                raise BagError(f"label topic '{label_topic}' carries {msg.encoding} images; "
-                               'expected mono8 class ids')
-            labels[stamp] = array
+            labels[stamp] = label_to_array(msg, label_topic)
         if label_topic is None:
             frame_id, image = images.pop(stamp)
             yield LabeledFrame(stamp_ns=stamp, frame_id=frame_id, image=image, label=None)

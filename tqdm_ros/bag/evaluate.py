@@ -39,7 +39,8 @@ class EvaluationConfig:
     Attributes:
         image_topic: camera topic: sensor_msgs/Image there, or sensor_msgs/CompressedImage on
             ``<image_topic>/compressed`` when the bag holds that instead.
-        label_topic: ground-truth topic (mono8 class ids, same stamps as the camera).
+        label_topic: ground-truth topic (mono8 or 8UC1 class ids, same stamps as the
+            camera).
         class_table_topic: JSON class table of the ground truth (std_msgs/String).
         ground_truth_classes: class table of the ground truth for bags without a class-table
             topic; None reads it from ``class_table_topic``.

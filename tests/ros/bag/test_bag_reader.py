@@ -111,4 +111,36 @@ def test_only_frames_with_ground_truth_are_decoded_and_mono8_cameras_are_read(tm
     for frame, index in zip(frames, (3, 7)):
         np.testing.assert_array_equal(frame.image, np.repeat(camera[index][:, :, None], 3, axis=2))
         assert (frame.label == index).all()
-    assert len(decoded) == 4  # two camera frames, two labels
+    assert len(decoded) == 2  # the two camera frames with ground truth
+
+
+def _write_frame(path, *, camera_encoding, label_encoding, label):
+    """Write a one-frame bag: a 6x8 camera image and a label image of the given encodings."""
+    store = typestore_for()
+    with Writer(path, version=9, storage_plugin=STORAGES['sqlite3']) as writer:
+        for topic, array, encoding in (
+                ('/camera/image_raw', np.full((6, 8), 90, np.uint8), camera_encoding),
+                ('/camera/ground_truth', label, label_encoding)):
+            conn = writer.add_connection(topic, IMAGE_TYPE, typestore=store)
+            msg = image_message(store, array=array, encoding=encoding, stamp_ns=5, frame_id='c')
+            writer.write(conn, 5, store.serialize_cdr(msg, IMAGE_TYPE))
+    return path
+
+
+def test_8uc1_label_topics_are_read_like_mono8_but_not_cameras(tmp_path):
+    """8UC1, the generic name of mono8's layout, is a common label encoding: its class ids are
+    read as they are. A camera frame in 8UC1 stays an unsupported camera encoding, as in the
+    node; a label of three channels is refused."""
+    label = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    label[0, 0] = 255
+    (frame,) = _read_all(_write_frame(tmp_path / 'labels', camera_encoding='mono8',
+                                      label_encoding='8UC1', label=label))
+    np.testing.assert_array_equal(frame.label, label)
+    assert frame.label.dtype == np.uint8 and frame.image.shape == (6, 8, 3)
+    with pytest.raises(BagError, match='cannot decode 8UC1 image of the bag: unsupported'):
+        _read_all(_write_frame(tmp_path / 'camera', camera_encoding='8UC1',
+                               label_encoding='mono8', label=label))
+    with pytest.raises(BagError, match="label topic '/camera/ground_truth' carries rgb8 images; "
+                                       'expected class ids in mono8 or 8UC1'):
+        _read_all(_write_frame(tmp_path / 'colour', camera_encoding='mono8',
+                               label_encoding='rgb8', label=np.zeros((6, 8, 3), np.uint8)))
