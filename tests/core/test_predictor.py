@@ -1,11 +1,13 @@
 """The Predictor's contract: numpy in, numpy out at the input resolution, modes, precision, errors."""
 import logging
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from tqdm_core import IGNORE_INDEX, Predictor, create_model
+from tqdm_core.image_normalization import normalize_images
 from tqdm_core.inference import precision as precision_module
 from tqdm_core.modeling.semantic_inference import confidence_and_labels, scores_to_probabilities
 from tqdm_core.inference.sliding_window import window_starts
@@ -128,6 +130,34 @@ def test_auto_precision_follows_the_cpu_and_is_logged(model, monkeypatch, caplog
 def test_scaled_inference_returns_input_resolution(model):
     result = Predictor(model, scale=0.5).predict(random_image(96, 128, seed=5))
     assert result.labels.shape == (96, 128)
+
+
+@pytest.mark.parametrize("height,width,scale,size", [
+    (45, 75, 0.5, (23, 38)),  # 22.5 -> 23: mmcv's int(x + 0.5); Python's round() gives 22 (half to even)
+    (64, 96, 0.5, (32, 48)),  # shrinking: no anti-aliasing
+    (30, 40, 1.5, (45, 60)),  # enlarging: resized in uint8, then normalised
+])
+def test_scale_resizes_the_uint8_image_as_the_official_pipeline(model, monkeypatch, height, width, scale, size):
+    """The model input is the official `Resize` then `Normalize`: cv2.resize(image, (int(W * scale + 0.5),
+    int(H * scale + 0.5)), INTER_LINEAR) on the uint8 image, then normalised; so equal bit for bit."""
+    predictor = Predictor(model, precision="fp32", scale=scale)
+    image = random_image(height, width, seed=7)
+    seen = []
+    whole = predictor._whole
+    monkeypatch.setattr(predictor, "_whole", lambda images: seen.append(images) or whole(images))
+    assert predictor.predict(image).labels.shape == (height, width)
+    resized = cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR)
+    expected = normalize_images(torch.from_numpy(resized).permute(2, 0, 1)[None])  # (h, w, 3) -> (1, 3, h, w)
+    assert seen[0].shape == expected.shape
+    torch.testing.assert_close(seen[0], expected, rtol=0, atol=0)
+
+
+def test_scores_refuse_what_predict_refuses(model):
+    predictor = Predictor(model, precision="fp32")
+    with pytest.raises(ValueError, match="dtype uint8"):
+        predictor.scores(np.zeros((1, 16, 16, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(B, H, W, 3\) uint8 numpy batch"):
+        predictor.scores(random_image(16, 16))
 
 
 def test_with_scale_shares_the_network_and_equals_a_new_predictor(model):

@@ -11,11 +11,13 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tqdm_core.classes import IGNORE_INDEX, ClassTable
+from tqdm_core.data.transforms import scaled_size
 from tqdm_core.image_normalization import normalize_images
 from tqdm_core.inference.bf16_network import bf16_network
 from tqdm_core.inference.channels_last_network import channels_last_network
@@ -71,6 +73,7 @@ class Predictor:
         mode: "whole" (pad to the model's size divisor, one pass) or "slide" (windows, scores averaged).
         window, stride: sliding-window size and step in pixels (512 and 341 in the paper).
         scale: resize factor applied to the input before inference (e.g. 0.5 for speed); outputs are resized back.
+            The uint8 image is resized as the official test pipeline does (`resize_like_official`), then normalised.
         confidence_threshold: pixels whose confidence is below it are labelled 255 (unlabeled).
         max_batch_size: images (whole) or windows (slide) per forward pass.
         compile: run the network through `torch.compile` (inductor); the first call of each input shape
@@ -227,16 +230,27 @@ class Predictor:
 
     @torch.inference_mode()
     def scores(self, images: np.ndarray, *, channel_order: str = "rgb") -> torch.Tensor:
-        """Semantic scores S for a (B, H, W, 3) uint8 batch of same-size images: (B, K, H, W) float32 (device)."""
-        tensor = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        tensor = tensor.permute(0, 3, 1, 2)  # (B, H, W, 3) -> (B, 3, H, W)
+        """Semantic scores S for a (B, H, W, 3) uint8 batch of same-size images: (B, K, H, W) float32 (device).
+
+        At a scale other than 1 the uint8 images are resized the official way (`resize_like_official`) before
+        normalisation.
+
+        Raises:
+            ValueError: `images` is not a (B, H, W, 3) uint8 array (float images are refused, as by `predict`:
+                convert them to 8-bit RGB first).
+        """
+        if not isinstance(images, np.ndarray) or images.ndim != 4 or not len(images):
+            found = images.shape if isinstance(images, np.ndarray) else type(images).__name__
+            raise ValueError(f"expected a (B, H, W, 3) uint8 numpy batch of one or more images, got {found}; "
+                             f"stack same-size images with numpy.stack")
+        check_image(images[0], name="batch")
+        height, width = images.shape[1:3]
+        resized = resize_like_official(images, self.scale)
+        tensor = torch.from_numpy(resized).to(self.device)
+        tensor = tensor.permute(0, 3, 1, 2)  # (B, h, w, 3) -> (B, 3, h, w)
         if channel_order == "bgr":
             tensor = tensor.flip(1)
-        height, width = tensor.shape[-2:]
         tensor = normalize_images(tensor)
-        if self.scale != 1.0:
-            size = (max(1, round(height * self.scale)), max(1, round(width * self.scale)))
-            tensor = F.interpolate(tensor, size=size, mode="bilinear", align_corners=False, antialias=self.scale < 1)
         run = self._whole if self.mode == "whole" else self._slide
         scores = run(tensor)
         if self.flip:  # the mirrored image's scores, mirrored back: the average is left-right symmetric
@@ -290,6 +304,29 @@ class Predictor:
                 scores[..., y:y + window, x:x + window] += crop_scores
                 counts[..., y:y + window, x:x + window] += 1
         return (scores / counts)[..., :height, :width]
+
+
+def resize_like_official(images: np.ndarray, scale: float) -> np.ndarray:
+    """Resize images as the official test pipeline does before `Normalize` (mmseg `Resize` -> `mmcv.imrescale`).
+
+    Each uint8 image goes through OpenCV's bilinear filter (`cv2.INTER_LINEAR`: no anti-aliasing when shrinking,
+    results rounded to uint8) to (int(H * scale + 0.5), int(W * scale + 0.5)), at least 1 (mmcv's rounding, also
+    `tqdm_core.data.transforms.scaled_size`). Converted official checkpoints then see the inputs of the official
+    Mapillary protocol (keep-ratio resize to fit 2048x1024).
+
+    Args:
+        images: (B, H, W, 3) uint8.
+        scale: resize factor > 0.
+
+    Returns:
+        (B, h, w, 3) uint8, contiguous; the images themselves when the size does not change.
+    """
+    height, width = images.shape[1:3]
+    size = scaled_size(height, width, scale)  # (w, h): OpenCV's order
+    images = np.ascontiguousarray(images)  # OpenCV refuses negative strides (mirrored views)
+    if size == (width, height):
+        return images
+    return np.stack([cv2.resize(image, size, interpolation=cv2.INTER_LINEAR) for image in images])
 
 
 def check_image(image: np.ndarray, *, name: str = "image") -> None:
