@@ -8,7 +8,9 @@ loss (with the official mask-loss points injected), and every item of `outputs.p
 
 - tensors within 1e-5 absolute (their values are at most about 5);
 - losses within max(1e-5, 1e-6 |value|) (the total is about 87);
-- `seg_logit` is compared as the Predictor's output, the normalised mixture seg_logit / sum_c seg_logit;
+- `seg_logit` (the official `whole_inference` / `slide_inference` output: the scores S, the softmax input) is
+  compared with `Predictor.scores` as it is; `Predictor.softmax_probabilities` with its softmax, the official
+  `inference` output (a test of its own);
 - `train.point_coords.*` are inputs (injected into the loss), not outputs.
 
 One CPU thread: the ops are tiny, and two threads on a loaded 2-core machine are slower.
@@ -19,6 +21,7 @@ import copy
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,7 +30,7 @@ from torch import nn
 from tqdm_core import Predictor, load_checkpoint
 from tqdm_core.inference.sliding_window import window_starts
 from tqdm_core.losses import LossConfig, TqdmLoss, pixel_text_scores
-from tqdm_core.modeling.semantic_inference import scores_to_probabilities, semantic_scores
+from tqdm_core.modeling.semantic_inference import semantic_scores
 from tqdm_core.official_keys import convert_official_state_dict
 from training import convert_official
 
@@ -41,6 +44,7 @@ TENSOR_TOLERANCE = 1e-5
 OFFICIAL_LOSS_NAMES = {"reg.textual.loss": "loss_reg_language", "reg.visual.loss": "loss_reg_vision",
                        "scr_map.loss_seg": "loss_reg_vision_language", "loss": "total"}
 INJECTED = "train.point_coords."  # inputs of the loss, not outputs
+PREDICTOR_RUNS = (("whole", "whole"), ("rect", "whole"), ("slide", "slide"))  # fixture input name, Predictor mode
 
 
 def loss_tolerance(value: float) -> float:
@@ -54,10 +58,8 @@ def run_fixture(model: nn.Module, inputs: dict, official_state: dict[str, torch.
     with torch.no_grad():
         for name in ("whole", "rect", "train"):
             ours.update({f"{name}.{key}": value for key, value in model_items(model, inputs[f"{name}.img"]).items()})
-        for name, mode in (("whole", "whole"), ("rect", "whole"), ("slide", "slide")):
-            predictor = Predictor(model, precision="fp32", mode=mode, window=WINDOW, stride=STRIDE)
-            image = inputs[f"{name}.img_uint8_rgb"][0].permute(1, 2, 0).numpy()  # (3, H, W) -> (H, W, 3)
-            ours[f"{name}.seg_logit"] = predictor.probabilities(image[None])
+        for name, mode in PREDICTOR_RUNS:
+            ours[f"{name}.seg_logit"] = fixture_predictor(model, mode).scores(fixture_image(inputs, name))
         slide = inputs["slide.img"]
         windows = [(y, y + WINDOW, x, x + WINDOW) for y in window_starts(slide.shape[2], WINDOW, STRIDE)
                    for x in window_starts(slide.shape[3], WINDOW, STRIDE)]
@@ -78,6 +80,15 @@ def run_fixture(model: nn.Module, inputs: dict, official_state: dict[str, torch.
         ours.update({f"losses.{name}": float(value) for name, value in losses.items()})
         ours["losses.scr_map.acc_seg"] = score_map_accuracy(ours["train.score_map"], labels)
     return ours
+
+
+def fixture_predictor(model: nn.Module, mode: str) -> Predictor:
+    return Predictor(model, precision="fp32", mode=mode, window=WINDOW, stride=STRIDE)
+
+
+def fixture_image(inputs: dict, name: str) -> np.ndarray:
+    """The fixture's uint8 RGB input `name` as a Predictor batch: (1, 3, H, W) -> (1, H, W, 3)."""
+    return inputs[f"{name}.img_uint8_rgb"].permute(0, 2, 3, 1).numpy()
 
 
 def model_items(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -151,11 +162,11 @@ def score_map_accuracy(score_map: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def expected_items(outputs: dict) -> dict[str, torch.Tensor | float]:
-    """outputs.pt flattened to the keys of `run_fixture`: losses as `losses.<our name>`, seg_logit normalised."""
+    """outputs.pt flattened to the keys of `run_fixture`: losses as `losses.<our name>`, tensors as they are."""
     expected: dict[str, torch.Tensor | float] = {}
     for key, value in outputs.items():
         if isinstance(value, torch.Tensor) and not key.startswith(INJECTED):
-            expected[key] = scores_to_probabilities(value) if key.endswith(".seg_logit") else value
+            expected[key] = value
     for name, value in outputs["losses"].items():
         ours = OFFICIAL_LOSS_NAMES.get(name, name.removeprefix("decode."))
         expected[f"losses.{ours}"] = value
@@ -212,6 +223,20 @@ def test_converted_official_model_reproduces_every_official_output(converted_mod
     worst_first = sorted(failing.items(), key=lambda item: -item[1][0])
     assert not failing, f"{len(failing)} of {len(diffs)} items off the official outputs (|diff| > tolerance): " + (
         ", ".join(f"{key} {diff:.2e} > {tolerance:.0e}" for key, (diff, tolerance) in worst_first))
+
+
+def test_softmax_probabilities_are_the_official_inference_output(converted_model, fixture_files):
+    """The official `inference` returns softmax over classes of the `whole_inference` / `slide_inference` output
+    (the fixture's `seg_logit`), and `simple_test` takes its argmax: `Predictor.softmax_probabilities` is that
+    tensor, compared as it is (no renormalisation), and its argmax is the official prediction."""
+    inputs, outputs, _ = fixture_files
+    with torch.no_grad():
+        for name, mode in PREDICTOR_RUNS:
+            official = F.softmax(outputs[f"{name}.seg_logit"], dim=1)
+            ours = fixture_predictor(converted_model, mode).softmax_probabilities(fixture_image(inputs, name))
+            assert ours.shape == official.shape
+            assert float((ours - official).abs().max()) <= TENSOR_TOLERANCE, name
+            assert torch.equal(ours.argmax(dim=1), official.argmax(dim=1)), name
 
 
 def test_converted_official_model_records_what_it_was_built_with(converted_model):

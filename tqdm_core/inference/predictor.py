@@ -2,6 +2,15 @@
 
 The Predictor owns colour order, optional rescaling, normalisation, padding, whole-image or sliding-window
 inference, precision, `no_grad`, and the input contract. Outputs are always at the input resolution.
+
+Which output is which official quantity (METHOD.md section 8), for converted official checkpoints:
+
+- `Predictor.scores`: the window-averaged semantic scores S resized to the input, the output of the official
+  `whole_inference` / `slide_inference` (called `seg_logit` there and in tests/data/parity_fixture);
+- `Predictor.softmax_probabilities`: softmax over classes of S, the output of the official `inference`, which
+  `simple_test` calls `seg_logit` and takes the argmax of;
+- `Predictor.probabilities`, `Prediction.probabilities` and `Prediction.confidence`: the normalised mixture
+  S_c / sum_c S_c (not an official output: the official softmax of S is nearly flat). All three share S's argmax.
 """
 from __future__ import annotations
 
@@ -52,7 +61,8 @@ class Prediction:
     Attributes:
         labels: (H, W) uint8 class ids; 255 where confidence < the predictor's confidence_threshold.
         confidence: (H, W) float32 in [0, 1], the largest class probability.
-        probabilities: (K, H, W) float32 class probabilities, or None unless requested.
+        probabilities: (K, H, W) float32 class probabilities, the normalised mixture S_c / sum_c S_c (not the
+            official softmax of S: `Predictor.softmax_probabilities`), or None unless requested.
     """
 
     labels: np.ndarray
@@ -225,15 +235,31 @@ class Predictor:
 
     @torch.inference_mode()
     def probabilities(self, images: np.ndarray, *, channel_order: str = "rgb") -> torch.Tensor:
-        """Class probabilities for a (B, H, W, 3) uint8 batch of same-size images: (B, K, H, W) float32 (device)."""
+        """Normalised mixture S_c / sum_c S_c for a (B, H, W, 3) uint8 batch of same-size images: (B, K, H, W)
+        float32 (device), sums to 1 per pixel. The basis of `Prediction.confidence`; not an official output (see
+        `softmax_probabilities`)."""
         return scores_to_probabilities(self.scores(images, channel_order=channel_order))
+
+    @torch.inference_mode()
+    def softmax_probabilities(self, images: np.ndarray, *, channel_order: str = "rgb") -> torch.Tensor:
+        """Softmax over classes of the scores S, the official output, for a (B, H, W, 3) uint8 batch of same-size
+        images: (B, K, H, W) float32 (device).
+
+        This is what the official `inference` returns (mmseg `EncoderDecoder.inference`, named `seg_logit` in
+        `simple_test`, which takes its argmax): softmax_c of the window-averaged S resized to the input. A trained
+        model's S lies in [0, ~1], so it is nearly flat (every value close to 1/K); its argmax is that of S. With
+        `flip=True` it is the softmax of the averaged S, where the official flip augmentation averages the two
+        softmaxes.
+        """
+        return self.scores(images, channel_order=channel_order).softmax(dim=1)
 
     @torch.inference_mode()
     def scores(self, images: np.ndarray, *, channel_order: str = "rgb") -> torch.Tensor:
         """Semantic scores S for a (B, H, W, 3) uint8 batch of same-size images: (B, K, H, W) float32 (device).
 
-        At a scale other than 1 the uint8 images are resized the official way (`resize_like_official`) before
-        normalisation.
+        S_c = sum_q p_q(c) m_q, averaged over sliding windows and resized to the input: the output of the official
+        `whole_inference` / `slide_inference` (their `seg_logit`, the input of the official softmax). At a scale
+        other than 1 the uint8 images are resized the official way (`resize_like_official`) before normalisation.
 
         Raises:
             ValueError: `images` is not a (B, H, W, 3) uint8 array (float images are refused, as by `predict`:
