@@ -213,10 +213,14 @@ def evaluate_live(bag: str | pathlib.Path, *, context, model: ModelInfo | None =
     model = model or ModelInfo(name=session.model_classes.name, trained=None,
                                source=f"segmentation node at {session.run['output_namespace']}")
     notes = _unpaired_notes(scorer)
-    if scorer.dropped:
+    skipped = len(scorer.dropped) - session.confidence_lost
+    if skipped:
         rate = session.run['replay_rate']
-        notes.append(f'{len(scorer.dropped)} of {count} frames were dropped by the node (it keeps '
-                     f'only the newest frame): replay slower than rate {rate:.3g}')
+        notes.append(f'{skipped} of {count} frames were dropped by the node (it keeps only the '
+                     f'newest frame): replay slower than rate {rate:.3g}')
+    if session.confidence_lost:
+        notes.append(f'{session.confidence_lost} of {count} frames got their labels but their '
+                     'confidence message was lost; they count as dropped')
     return scorer.report(mode='live', source=str(bag), model=model,
                          latency_kind='label arrival minus frame publication', notes=notes,
                          run={**session.run, 'wall_s': wall_s})

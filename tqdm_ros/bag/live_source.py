@@ -4,16 +4,18 @@
 the cost of its first inference is not measured), then replays the bag's camera topic
 (`BagPlayer`) and, optionally, records the node's outputs. `LiveSession.frames` yields, for each
 labelled bag frame, the node's ``labels`` and ``confidence`` matched by header stamp as a
-`ScoredFrame`, or a `DroppedFrame` when its labels never come (the node keeps only the newest
-frame, so a node slower than the replay drops frames). Latency is the time the labels arrived
-minus the time the player published the frame (DDS source timestamp of the camera message, seen
-by our own subscription), both on this host's clock. Scoring is `tqdm_core.evaluation`'s.
+`ScoredFrame`, or a `DroppedFrame` when they will not come (the node keeps only the newest
+frame, so a node slower than the replay drops frames; a lost message drops its frame too), which
+the order of publication tells, not the order of the stamps. Latency is the time the labels
+arrived minus the time the player published the frame (DDS source timestamp of the camera
+message, seen by our own subscription), both on this host's clock. Scoring is
+`tqdm_core.evaluation`'s.
 
 rclpy is imported only when a session starts.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 import pathlib
@@ -76,53 +78,81 @@ def node_class_table(text: str) -> ClassTable:
 
 
 class _NodeOutputs:
-    """The node's outputs and the camera publication times, keyed by header stamp.
+    """The node's outputs and the camera publication times of the labelled frames, by stamp.
 
     Filled by subscription callbacks (executor thread), read by the scoring loop (caller).
+
+    The node answers frames in the order they were published and skips some (it keeps only the
+    newest frame); each output topic delivers in the order the node published. So once a topic
+    brings the output of a frame published *after* frame F, F's output on that topic will never
+    come: the node skipped F, or the message was lost. Publication order is the bag's camera
+    order, not header-stamp order (stamps of a recording need not increase).
+
+    Only outputs of frames still awaited (``wanted``, less the frames taken) are kept, so
+    neither frames without ground truth nor late answers pile up.
+
+    Args:
+        publication_order: header stamp -> position of the camera frame in the replay.
+        wanted: stamps whose outputs to keep.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, publication_order: Mapping[int, int], wanted: Iterable[int]) -> None:
         self.changed = threading.Condition()
+        self._order = dict(publication_order)
+        self._wanted = set(wanted)
         self.published_ns: dict[int, int] = {}
         self.labels: dict[int, tuple[np.ndarray, int]] = {}  # stamp -> (labels, arrival ns)
         self.confidence: dict[int, np.ndarray] = {}
-        self.newest_labels_ns = -1
+        # Position of the latest-published frame each topic has answered, -1 before any.
+        self._newest_answered = {'labels': -1, 'confidence': -1}
+        self.confidence_lost = 0  # frames whose labels came but whose confidence never will
         self.class_table_json: str | None = None
 
     def on_camera(self, raw: bytes, info) -> None:
         # Without message info (Humble's rclpy) the reception time stands for the publication.
         published = (info['source_timestamp'] or info['received_timestamp']) if info else None
+        stamp = cdr_header_stamp_ns(raw)
         with self.changed:
-            self.published_ns[cdr_header_stamp_ns(raw)] = published or time.time_ns()
+            if stamp in self._wanted:
+                self.published_ns[stamp] = published or time.time_ns()
 
     def on_labels(self, msg, info) -> None:
         from tqdm_ros.image_conversion import image_to_numpy
         stamp = stamp_to_ns(msg.header.stamp)
-        labels = image_to_numpy(msg).copy()
         arrival = info['received_timestamp'] if info else time.time_ns()
         with self.changed:
-            self.labels[stamp] = (labels, arrival)
-            self.newest_labels_ns = max(self.newest_labels_ns, stamp)
-            self.changed.notify_all()
+            if self._answered('labels', stamp):
+                self.labels[stamp] = (image_to_numpy(msg).copy(), arrival)
 
     def on_confidence(self, msg) -> None:
         from tqdm_ros.image_conversion import image_to_numpy
-        confidence = image_to_numpy(msg).astype(np.float32)
+        stamp = stamp_to_ns(msg.header.stamp)
         with self.changed:
-            self.confidence[stamp_to_ns(msg.header.stamp)] = confidence
-            self.changed.notify_all()
+            if self._answered('confidence', stamp):
+                self.confidence[stamp] = image_to_numpy(msg).astype(np.float32)
+
+    def _answered(self, topic: str, stamp: int) -> bool:
+        """Note an output of ``stamp`` on ``topic`` (lock held); tell whether to keep it."""
+        position = self._order.get(stamp)
+        if position is None:  # not a frame of this replay
+            return False
+        self._newest_answered[topic] = max(self._newest_answered[topic], position)
+        self.changed.notify_all()
+        return stamp in self._wanted
 
     def on_class_table(self, msg) -> None:
         with self.changed:
             self.class_table_json = msg.data
             self.changed.notify_all()
 
-    def clear(self) -> None:
+    def restart(self, wanted: Iterable[int]) -> None:
+        """Forget every output (the warm-up's) and await those of ``wanted`` from now on."""
         with self.changed:
             self.published_ns.clear()
             self.labels.clear()
             self.confidence.clear()
-            self.newest_labels_ns = -1
+            self._newest_answered = {'labels': -1, 'confidence': -1}
+            self._wanted = set(wanted)
 
     def wait(self, condition: Callable[[], bool], timeout_s: float) -> bool:
         with self.changed:
@@ -131,34 +161,36 @@ class _NodeOutputs:
     def take(self, stamp: int, *, deadline: Callable[[], float | None]):
         """Wait for the labels and confidence of ``stamp``; None once the frame is dropped.
 
-        A frame is dropped when a newer frame's labels arrived without its own (the node never
-        goes back to an older frame), or when ``deadline()`` (monotonic seconds, None while the
-        replay runs) has passed.
+        A frame is dropped when an output topic still missing its output has brought one of a
+        frame published later (see the class), or when ``deadline()`` (monotonic seconds, None
+        while the replay runs) has passed. Either way its outputs are not awaited any more.
+
+        Returns:
+            (labels, confidence, arrival ns of the labels, publication ns or None), or None.
         """
+        position = self._order[stamp]
         with self.changed:
-            while True:
-                if stamp in self.labels and stamp in self.confidence:
-                    labels, arrival_ns = self.labels.pop(stamp)
-                    taken = (labels, self.confidence.pop(stamp), arrival_ns,
-                             self.published_ns.pop(stamp, None))
-                    self._forget_before(stamp)
-                    return taken
-                if stamp not in self.labels and self.newest_labels_ns > stamp:
-                    self._forget_before(stamp + 1)
-                    return None
-                limit = deadline()
-                if limit is not None and time.monotonic() >= limit:
-                    return None
-                self.changed.wait(0.05 if limit is None else max(0.0, limit - time.monotonic()))
-
-
-    def _forget_before(self, stamp: int) -> None:
-        """Drop the outputs of frames older than ``stamp``: frames without ground truth, which are
-        never asked for (frames are asked in stamp order), would otherwise pile up for the whole
-        run (a 10 Hz camera with 1 Hz ground truth)."""
-        for outputs in (self.labels, self.confidence, self.published_ns):
-            for old in [key for key in outputs if key < stamp]:
-                del outputs[old]
+            try:
+                while True:
+                    if stamp in self.labels and stamp in self.confidence:
+                        labels, arrival_ns = self.labels[stamp]
+                        return (labels, self.confidence[stamp], arrival_ns,
+                                self.published_ns.get(stamp))
+                    missing = [topic for topic, outputs in (('labels', self.labels),
+                                                            ('confidence', self.confidence))
+                               if stamp not in outputs]
+                    limit = deadline()
+                    if (any(self._newest_answered[topic] > position for topic in missing)
+                            or (limit is not None and time.monotonic() >= limit)):
+                        if missing == ['confidence']:
+                            self.confidence_lost += 1
+                        return None
+                    self.changed.wait(0.05 if limit is None
+                                      else max(0.0, limit - time.monotonic()))
+            finally:
+                self._wanted.discard(stamp)
+                for outputs in (self.labels, self.confidence, self.published_ns):
+                    outputs.pop(stamp, None)
 
 
 class _Thread(threading.Thread):
@@ -212,6 +244,11 @@ class LiveSession:
                 yield ScoredFrame(sample=sample, labels=labels, confidence=confidence,
                                   latency_ms=latency_ms)
 
+    @property
+    def confidence_lost(self) -> int:
+        """How many of the dropped frames got their labels but never their confidence."""
+        return self._outputs.confidence_lost
+
     def _deadline(self) -> float | None:
         """None while the replay runs, then the time after which no more output is awaited."""
         if self._replay.error is not None:
@@ -254,9 +291,10 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
     namespace = (live.output_namespace
                  or camera_output_namespace(camera_topic, 'segmentation')).rstrip('/')
     labels_topic, confidence_topic = f'{namespace}/labels', f'{namespace}/confidence'
-    warmup_stamp, warmup_raw, period_s, camera_type = _first_frame(frames.path,
-                                                                   frames.image_topic)
-    outputs = _NodeOutputs()
+    plan = _replay_plan(frames)
+    camera_type = plan.camera_type
+    # Until the replay starts, only the answer to the warm-up frame is awaited.
+    outputs = _NodeOutputs(plan.publication_order, wanted=[plan.first_stamp])
     player = recorder = None
     threads: list[_Thread] = []
     with spinning_node('tqdm_bag_evaluator', context=context,
@@ -285,10 +323,10 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
                 raise TimeoutError(f'no class table on {namespace}/class_table within '
                                    f'{live.discovery_timeout_s:g} s; is the node configured?')
             model_classes = node_class_table(outputs.class_table_json)
-            warmup_s = _warm_up(node, outputs, camera_topic, camera_type, warmup_stamp, warmup_raw,
-                                live)
-            rate = live.rate or min(1.0, period_s / (live.warmup_margin * warmup_s))
-            outputs.clear()
+            warmup_s = _warm_up(node, outputs, camera_topic, camera_type, plan.first_stamp,
+                                plan.first_raw, live)
+            rate = live.rate or min(1.0, plan.period_s / (live.warmup_margin * warmup_s))
+            outputs.restart(wanted=plan.labelled)
             player = BagPlayer(frames.path, context=context, config=ReplayConfig(
                 rate=rate, topics=(frames.image_topic,), clock_hz=0.0,
                 wait_for_subscribers_s=live.discovery_timeout_s,
@@ -325,19 +363,46 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
             raise thread.error
 
 
-def _first_frame(bag: pathlib.Path, image_topic: str) -> tuple[int, bytes, float, type]:
-    """(header stamp, raw bytes) of the first camera frame, the median frame period in s, and
-    the rclpy class of the camera messages (Image or CompressedImage)."""
-    with open_bag(bag) as reader:
-        connections = connections_for(reader, [image_topic])
-        first, log_times = None, []
+@dataclass(frozen=True)
+class _ReplayPlan:
+    """What the replay of a bag's camera topic publishes, read before it starts.
+
+    Attributes:
+        first_stamp: header stamp of the first camera frame (also the warm-up frame).
+        first_raw: that frame's serialized message.
+        camera_type: rclpy class of the camera messages (Image or CompressedImage).
+        period_s: median camera frame period in s (log time).
+        publication_order: header stamp -> position of the camera frame in the replay (log-time
+            order; a stamp that occurs twice keeps its first position).
+        labelled: stamps of the camera frames with ground truth.
+    """
+
+    first_stamp: int
+    first_raw: bytes
+    camera_type: type
+    period_s: float
+    publication_order: dict[int, int]
+    labelled: frozenset[int]
+
+
+def _replay_plan(frames: BagFrames) -> _ReplayPlan:
+    """Read the camera and ground-truth stamps of a bag (from the raw messages: no decoding)."""
+    with open_bag(frames.path) as reader:
+        connections = connections_for(reader, [frames.image_topic, frames.label_topic])
+        first, log_times, order, label_stamps = None, [], {}, set()
         for connection, timestamp, raw in iter_messages(reader, connections):
+            stamp = cdr_header_stamp_ns(raw)
+            if connection.topic == frames.label_topic:
+                label_stamps.add(stamp)
+                continue
+            order.setdefault(stamp, len(log_times))
             log_times.append(timestamp)
             if first is None:
-                first = (stamp_to_ns(reader.deserialize(raw, connection.msgtype).header.stamp),
-                         bytes(raw), message_class(connection.msgtype))
+                first = (stamp, bytes(raw), message_class(connection.msgtype))
     period_s = float(np.median(np.diff(log_times))) * 1e-9 if len(log_times) > 1 else 1.0
-    return first[0], first[1], period_s, first[2]
+    return _ReplayPlan(first_stamp=first[0], first_raw=first[1], camera_type=first[2],
+                       period_s=period_s, publication_order=order,
+                       labelled=frozenset(label_stamps & order.keys()))
 
 
 def _wait_for_publishers(node, topics: list[str], timeout_s: float) -> None:

@@ -6,6 +6,9 @@ the node's outputs must score exactly as the Predictor run offline, and as train
 same images; the three reports have the same files and fields.
 """
 import json
+import struct
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,8 +19,9 @@ from tqdm_core.default_model import DEFAULT_CHECKPOINT
 from tqdm_core.evaluation.report import PICTURES
 import yaml
 
+from tests.ros.bag.conftest import START_NS
 from tests.ros.bag.evaluation_fixtures import (  # noqa: F401 (fixtures)
-    camvid_bag, NUM_FRAMES, small_camvid, tiny_checkpoint)
+    BAG_RATE_HZ, camvid_bag, NUM_FRAMES, small_camvid, tiny_checkpoint)
 from tests.ros.ros_harness import node_command, NodeProcess, REPO_ROOT
 from tqdm_ros import demo
 from tqdm_ros.bag.bag_reader import summarize_bag
@@ -132,17 +136,152 @@ def test_demo_runs_the_shipped_model(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ['demo']
 
 
-def test_outputs_of_frames_without_ground_truth_are_not_kept():
-    """Frames are scored in stamp order: once frame 3 is taken, the node's outputs for frames 1
-    and 2 (no ground truth, never asked for) are dropped instead of piling up for the run."""
+def _deliver(outputs, stamp, *topics):
+    """Hand ``outputs`` the node's 2x2 answer for ``stamp`` on the given topics."""
+    from builtin_interfaces.msg import Time
+    from std_msgs.msg import Header
+    from tqdm_ros.image_conversion import numpy_to_image
+
+    header = Header(stamp=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000))
+    if 'labels' in topics:
+        outputs.on_labels(numpy_to_image(np.full((2, 2), stamp % 200, np.uint8), 'mono8',
+                                         header=header), None)
+    if 'confidence' in topics:
+        outputs.on_confidence(numpy_to_image(np.full((2, 2), 0.5, np.float32), '32FC1',
+                                             header=header))
+
+
+def _camera_message(stamp):
+    """The start of a camera message's CDR bytes with header stamp ``stamp`` ns: the
+    encapsulation header (little endian), then stamp.sec and stamp.nanosec."""
+    return b'\x00\x01\x00\x00' + struct.pack('<iI', stamp // 1_000_000_000,
+                                              stamp % 1_000_000_000)
+
+
+def _no_deadline():
+    return None
+
+
+def test_answers_to_frames_with_decreasing_stamps_are_scored():
+    """Stamps of a recording need not increase (a driver restart, a clock jump): frame 50 is
+    published after frame 200. Taking 200 must neither forget 50's answer nor call 50 dropped
+    because a larger stamp was answered; 50 is awaited until it comes."""
     from tqdm_ros.bag import live_source
 
-    outputs = live_source._NodeOutputs()
-    for stamp in range(1, 6):
-        outputs.labels[stamp] = (np.zeros((2, 2), np.uint8), 0)
-        outputs.confidence[stamp] = np.zeros((2, 2), np.float32)
-        outputs.published_ns[stamp] = 0
-    outputs.newest_labels_ns = 5
-    assert outputs.take(3, deadline=lambda: None) is not None
-    assert sorted(outputs.labels) == sorted(outputs.confidence) == sorted(outputs.published_ns) == [
-        4, 5]
+    outputs = live_source._NodeOutputs({200: 0, 50: 1, 70: 2}, wanted=[200, 50, 70])
+    _deliver(outputs, 200, 'labels', 'confidence')
+    _deliver(outputs, 50, 'labels', 'confidence')
+    assert outputs.take(200, deadline=_no_deadline) is not None
+    taken = outputs.take(50, deadline=_no_deadline)
+    assert taken is not None and (taken[0] == 50).all()
+    # Nothing of frame 70 yet, while the replay runs: take waits for it.
+    threading.Timer(0.3, _deliver, (outputs, 70, 'labels', 'confidence')).start()
+    started = time.monotonic()
+    taken = outputs.take(70, deadline=lambda: started + 10.0)
+    assert taken is not None and (taken[0] == 70).all()
+    assert 0.2 < time.monotonic() - started < 5.0
+    assert outputs.labels == outputs.confidence == {}
+
+
+def test_a_frame_is_dropped_once_a_later_published_frame_is_answered():
+    """The node skipped frame 300 (published first) and answered frame 100 (published next):
+    300's answer will never come, whatever the stamps say."""
+    from tqdm_ros.bag import live_source
+
+    outputs = live_source._NodeOutputs({300: 0, 100: 1}, wanted=[300, 100])
+    _deliver(outputs, 100, 'labels', 'confidence')
+    assert outputs.take(300, deadline=_no_deadline) is None
+    assert outputs.take(100, deadline=_no_deadline) is not None
+    assert outputs.confidence_lost == 0
+
+
+def test_a_lost_confidence_message_drops_its_frame_without_stalling():
+    """Frame 1's confidence message is lost; frame 2's arrives. Frame 1 is dropped at once (it
+    used to be awaited until the replay ended, while every later output piled up), counted as a
+    lost confidence, and frame 2 is scored."""
+    from tqdm_ros.bag import live_source
+
+    outputs = live_source._NodeOutputs({1: 0, 2: 1, 3: 2}, wanted=[1, 2, 3])
+    _deliver(outputs, 1, 'labels')
+    _deliver(outputs, 2, 'labels', 'confidence')
+    started = time.monotonic()
+    assert outputs.take(1, deadline=lambda: started + 3.0) is None
+    assert time.monotonic() - started < 1.0
+    assert outputs.confidence_lost == 1
+    assert outputs.take(2, deadline=_no_deadline) is not None
+    # Its confidence alone: frame 3 is awaited until the labels come or the deadline passes.
+    _deliver(outputs, 3, 'confidence')
+    assert outputs.take(3, deadline=lambda: time.monotonic() - 1) is None
+    assert outputs.confidence_lost == 1
+
+
+def test_only_outputs_of_awaited_frames_are_kept():
+    """Outputs of frames without ground truth (2, 4), of frames not in the bag (99) and answers
+    arriving after their frame was taken are not kept, so nothing piles up over a long run (a
+    10 Hz camera with 1 Hz ground truth)."""
+    from tqdm_ros.bag import live_source
+
+    outputs = live_source._NodeOutputs({stamp: stamp - 1 for stamp in range(1, 6)},
+                                       wanted=[1, 3, 5])
+    for stamp in (1, 2, 3, 4, 99):
+        _deliver(outputs, stamp, 'labels', 'confidence')
+        outputs.on_camera(_camera_message(stamp), None)
+    assert sorted(outputs.labels) == sorted(outputs.confidence) == [1, 3]
+    assert sorted(outputs.published_ns) == [1, 3]
+    assert outputs.take(1, deadline=_no_deadline) is not None
+    assert outputs.take(3, deadline=_no_deadline) is not None
+    _deliver(outputs, 3, 'labels', 'confidence')  # a late duplicate
+    assert outputs.labels == outputs.confidence == outputs.published_ns == {}
+
+
+def test_replay_plan_reads_the_publication_order_and_the_labelled_frames(camvid_bag):
+    from tqdm_ros.bag import live_source
+    from tqdm_ros.bag.evaluate import BagFrames
+
+    plan = live_source._replay_plan(BagFrames(path=camvid_bag, image_topic='/camera/image_raw',
+                                              label_topic='/camera/ground_truth'))
+    stamps = [START_NS + round(index * 1e9 / BAG_RATE_HZ) for index in range(NUM_FRAMES)]
+    assert plan.publication_order == {stamp: index for index, stamp in enumerate(stamps)}
+    assert plan.labelled == frozenset(stamps) and plan.first_stamp == stamps[0]
+    assert plan.period_s == pytest.approx(1 / BAG_RATE_HZ)
+
+
+def test_report_tells_lost_confidence_from_frames_the_node_dropped(camvid_bag, monkeypatch):
+    """Of three frames, one is scored, one the node skipped and one lost its confidence message:
+    the notes name each cause with its own count."""
+    from contextlib import contextmanager
+
+    from tqdm_core import CAMVID_11
+    from tqdm_core.evaluation import DroppedFrame, ScoredFrame
+    from tqdm_ros.bag import live_source
+    from tqdm_ros.bag.evaluate import labeled_frames
+    from tqdm_ros.bag.bag_reader import open_bag
+
+    class Session:
+        model_classes = CAMVID_11
+        run = {'replay_rate': 0.5, 'output_namespace': '/camera/segmentation'}
+        confidence_lost = 1
+
+        def __init__(self, frames):
+            self.bag_frames = frames
+
+        def frames(self):
+            with open_bag(self.bag_frames.path) as reader:
+                (_, first), (_, second), (_, third) = labeled_frames(reader, self.bag_frames)
+            yield ScoredFrame(sample=first, labels=first.ground_truth,
+                              confidence=np.ones(first.ground_truth.shape, np.float32),
+                              latency_ms=1.0)
+            yield DroppedFrame(second.name)
+            yield DroppedFrame(third.name)
+
+    @contextmanager
+    def fake_source(frames, **kwargs):
+        yield Session(frames)
+
+    monkeypatch.setattr(live_source, 'live_node_source', fake_source)
+    report = evaluate_live(camvid_bag, context=None)
+    assert report.notes[-2:] == (
+        f'1 of {NUM_FRAMES} frames were dropped by the node (it keeps only the newest frame): '
+        'replay slower than rate 0.5',
+        f'1 of {NUM_FRAMES} frames got their labels but their confidence message was lost; they '
+        'count as dropped')
