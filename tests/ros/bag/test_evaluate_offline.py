@@ -57,6 +57,43 @@ def test_offline_equals_direct_predictor_and_training_evaluate(
                                   offline_report.calibration.bin_counts)
 
 
+def _bag_report(bag, checkpoint, output, *flags):
+    """report.json of `tqdm-bag evaluate` offline on the bag with these flags."""
+    assert main(['evaluate', str(bag), '-o', str(output), '--checkpoint', str(checkpoint),
+                 '--num-overlays', '0', *flags]) == 0
+    return json.loads((output / 'report.json').read_text())
+
+
+def _dataset_report(camvid_root, checkpoint, output, *flags):
+    """report.json of `python -m training.evaluate` on the same frames with these flags."""
+    training_evaluate = pytest.importorskip('training.evaluate')
+    assert training_evaluate.main(['--checkpoint', str(checkpoint), '--dataset',
+                                   f'camvid:{camvid_root}:val', '--num-overlays', '0',
+                                   '--no-progress', '--output-dir', str(output), *flags]) == 0
+    return json.loads((output / 'camvid_val' / 'report.json').read_text())
+
+
+def test_command_lines_agree_with_the_flags_the_readme_names(camvid_bag, small_camvid,
+                                                             tiny_checkpoint, tmp_path):
+    """README: training.evaluate defaults to slide / fp32, tqdm-bag evaluate to whole / auto
+    (bf16 on CPUs with native bf16); with the flags the README names, the two command lines
+    give the same confusion matrix and calibration on the same frames."""
+    pairs = (
+        (_bag_report(camvid_bag, tiny_checkpoint, tmp_path / 'bag_slide',
+                     '--inference-mode', 'slide', '--precision', 'fp32'),
+         _dataset_report(small_camvid, tiny_checkpoint, tmp_path / 'dataset_defaults')),
+        (_bag_report(camvid_bag, tiny_checkpoint, tmp_path / 'bag_defaults'),
+         _dataset_report(small_camvid, tiny_checkpoint, tmp_path / 'dataset_whole',
+                         '--mode', 'whole', '--precision', 'auto')))
+    for bag, dataset in pairs:
+        assert (bag['model']['details']['mode'], bag['model']['details']['precision']) == (
+            dataset['model']['details']['mode'], dataset['model']['details']['precision'])
+        assert bag['metrics'] == dataset['metrics']
+        assert bag['calibration'] == dataset['calibration']
+    assert pairs[0][1]['model']['details']['mode'] == 'slide'
+    assert pairs[1][0]['model']['details']['mode'] == 'whole'
+
+
 def test_report_folder_holds_json_summary_and_pictures(offline_report, tmp_path):
     folder = write_report(offline_report, tmp_path / 'report')
     data = json.loads((folder / 'report.json').read_text())
