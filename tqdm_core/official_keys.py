@@ -8,8 +8,12 @@ mmcv: `{"meta": ..., "state_dict": ..., "optimizer": ...}`. Its state dict holds
 - `text_encoder.*` (open_clip text-tower names), `context_decoder.*` (our names), `contexts` (1, M, C) and `gamma`;
 - `decode_head.*`: the mmdet-style Mask2Former head, whose transformer layers are mmcv `BaseTransformerLayer`s
   (`attentions.N`, `norms.N`, `ffns.0.layers.*`) and whose convolutions are mmcv `ConvModule`s (`.conv`, `.gn`);
-- what inference does not use: the frozen teacher `reg_E0.*`, and in EVA files the RoPE tables (one per block)
-  and the text tower's non-persistent causal mask, which mmcv saves anyway.
+- `reg_E0.*`: the frozen teacher of the vision regularizer, a copy of the backbone made from the pretrained
+  weights when the official model was built (METHOD.md 2.3, 6.2). It has the backbone's layout and converts by the
+  backbone's rules into `OfficialConversion.teacher_state_dict`; training.convert_official stores it in the
+  checkpoint's metadata under `TEACHER_METADATA` (training.trainer.checkpoint_teacher builds the teacher from it);
+- what no model uses: in EVA files the RoPE tables (one per block, also in the teacher) and the text tower's
+  non-persistent causal mask, which mmcv saves anyway.
 
 Key rules depend only on the backbone kind ("vit": tqdm_CLIP, "eva": tqdm_EVA_CLIP), so a checkpoint converts into
 any preset of its kind whose sizes match (the paper presets, or `tqdm-clip-vit-tiny-official` for the tiny parity
@@ -61,10 +65,14 @@ def official_presets() -> list[str]:
     return [name for name in list_presets() if get_preset(name).backbone.kind in OFFICIAL_MODELS]
 
 
-# Keys of tensors inference does not need, with the reason they are dropped.
+# Prefix of the official frozen teacher (a copy of the backbone, same layout).
+TEACHER_PREFIX = "reg_E0."
+# Metadata entry of a converted checkpoint holding the teacher's weights in the keys of `model.backbone`.
+TEACHER_METADATA = "teacher_state_dict"
+
+# Keys of tensors no model needs, with the reason they are dropped.
 _DROPPED: tuple[tuple[re.Pattern, str], ...] = (
-    (re.compile(r"reg_E0\..+"), "frozen teacher copy of the visual encoder (vision regularizer, training only)"),
-    (re.compile(r"backbone\.(blocks\.\d+\.attn\.)?rope\.freqs_(cos|sin)"),
+    (re.compile(r"(backbone|reg_E0)\.(blocks\.\d+\.attn\.)?rope\.freqs_(cos|sin)"),
      "EVA RoPE tables (rebuilt for the patch grid when the model is built)"),
     (re.compile(r"text_encoder\.attn_mask"), "text causal-mask buffer (rebuilt when the model is built)"),
 )
@@ -143,10 +151,13 @@ class OfficialConversion:
 
     Attributes:
         state_dict: our key -> tensor (the official tensors themselves, re-keyed; no copies).
+        teacher_state_dict: the frozen teacher `reg_E0.*` in the keys of `model.backbone.state_dict()` (re-keyed,
+            no copies), or None when the file holds no teacher.
         dropped: reason -> the official keys dropped for it.
     """
 
     state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
+    teacher_state_dict: dict[str, torch.Tensor] | None = None
     dropped: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -186,12 +197,13 @@ def detect_official_kind(state: Mapping[str, torch.Tensor], *, source: str = "ch
 
 def convert_official_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module) -> OfficialConversion:
     """Re-key an official state dict for `model` (a preset of the file's backbone kind built with
-    OFFICIAL_CONFIG_OVERRIDES of that kind).
+    OFFICIAL_CONFIG_OVERRIDES of that kind), and its teacher `reg_E0.*`, if any, for `model.backbone`.
 
     Raises:
         ValueError: the model's backbone kind has no official model.
-        CheckpointError: the file holds the other backbone kind, or has unknown keys, lacks keys the model needs,
-            maps two tensors to one key, or has tensors of other shapes. One error lists every problem found.
+        CheckpointError: the file holds the other backbone kind, or has unknown keys, lacks keys the model (or,
+            when it holds a teacher, the backbone) needs, maps two tensors to one key, or has tensors of other
+            shapes. One error lists every problem found.
     """
     preset, kind = model.preset, model.config.backbone.kind
     if kind not in OFFICIAL_MODELS:
@@ -204,14 +216,34 @@ def convert_official_state_dict(state: Mapping[str, torch.Tensor], model: nn.Mod
                               f"as '{RELEASED_PRESETS[detected]}'")
     conversion = OfficialConversion()
     kept: dict[str, torch.Tensor] = {}
+    teacher: dict[str, torch.Tensor] = {}  # reg_E0.* renamed backbone.*: the backbone's rules then apply
     for key, tensor in state.items():
         reason = next((why for pattern, why in _DROPPED if pattern.fullmatch(key)), None)
-        if reason is None:
-            kept[key] = tensor
-        else:
+        if reason is not None:
             conversion.dropped.setdefault(reason, []).append(key)
+        elif key.startswith(TEACHER_PREFIX):
+            teacher["backbone." + key[len(TEACHER_PREFIX):]] = tensor
+        else:
+            kept[key] = tensor
+    conversion.state_dict, problems = _rekeyed(kept, kind, model, model.state_dict())
+    if teacher:
+        backbone_keys = {"backbone." + key: value for key, value in model.backbone.state_dict().items()}
+        teacher_state, teacher_problems = _rekeyed(teacher, kind, model, backbone_keys)
+        problems += [f"teacher {TEACHER_PREFIX}* (called backbone.* here): {problem}" for problem in teacher_problems]
+        conversion.teacher_state_dict = {key[len("backbone."):]: value for key, value in teacher_state.items()}
+    if problems:
+        raise CheckpointError(f"the official {OFFICIAL_MODELS[kind]} checkpoint does not fit preset '{preset}' "
+                              f"(another model size, version or configuration? choose the preset of its size):\n  "
+                              + "\n  ".join(problems[:12]))
+    return conversion
+
+
+def _rekeyed(kept: Mapping[str, torch.Tensor], kind: str, model: nn.Module,
+             target: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Official tensors under the keys of `target` (a state dict of `model` or, prefixed, of its backbone), and
+    the problems found: unknown keys, target keys without a tensor, keys claimed twice, shape mismatches."""
     names = _our_names(kept, kind, model)
-    target = model.state_dict()
+    rekeyed: dict[str, torch.Tensor] = {}
     problems = []
     unknown = sorted(key for key in kept if names.get(key) not in target)
     if unknown:
@@ -234,12 +266,8 @@ def convert_official_state_dict(state: Mapping[str, torch.Tensor], model: nn.Mod
         if tuple(tensor.shape) != tuple(target[ours].shape):
             problems.append(f"shape mismatch: official '{key}' {tuple(kept[key].shape)} vs model '{ours}' "
                             f"{tuple(target[ours].shape)}")
-        conversion.state_dict[ours] = tensor
-    if problems:
-        raise CheckpointError(f"the official {OFFICIAL_MODELS[kind]} checkpoint does not fit preset '{preset}' "
-                              f"(another model size, version or configuration? choose the preset of its size):\n  "
-                              + "\n  ".join(problems[:12]))
-    return conversion
+        rekeyed[ours] = tensor
+    return rekeyed, problems
 
 
 def _our_names(state: Mapping[str, torch.Tensor], kind: str, model: nn.Module) -> dict[str, str]:

@@ -6,11 +6,16 @@
 The backbone kind (tqdm_CLIP: "vit", tqdm_EVA_CLIP: "eva") is detected from the keys; `--preset auto` then takes
 the preset of the released checkpoints of that kind, and `--preset NAME` any preset of that kind whose sizes fit
 the file (e.g. tqdm-clip-vit-tiny-official for the tiny parity fixture). Every official tensor is mapped exactly
-once or dropped for a stated reason (the frozen teacher, RoPE tables, the text causal mask); anything else stops
-the conversion with the offending keys. The output holds the preset, its config with every official quirk ON
-(CLIP towers with QuickGELU, as the official code hard-codes), the Cityscapes-19 class table and the weights,
-written atomically; load it with `tqdm_core.load_checkpoint` or `Predictor.from_checkpoint`. No CLIP weights are
-needed.
+once or dropped for a stated reason (EVA's RoPE tables, the text causal mask); anything else stops the conversion
+with the offending keys. The output holds the preset, its config with every official quirk ON (CLIP towers with
+QuickGELU, as the official code hard-codes), the Cityscapes-19 class table and the weights, written atomically;
+load it with `tqdm_core.load_checkpoint` or `Predictor.from_checkpoint`. No CLIP weights are needed.
+
+The frozen teacher of the vision regularizer (`reg_E0`: the pretrained backbone the official model was built
+from, about a third of the file) is kept, in the backbone's keys, in the metadata entry
+`tqdm_core.official_keys.TEACHER_METADATA`: `training.trainer.checkpoint_teacher` builds the teacher from it, so
+the vision regularization loss of the converted model is the official one (a copy of the converted backbone would
+be the fine-tuned student, whose loss is 0). Inference does not use it.
 """
 from __future__ import annotations
 
@@ -26,9 +31,9 @@ from typing import Any, Sequence
 import torch
 
 from tqdm_core import CheckpointError, create_model, save_checkpoint
-from tqdm_core.official_keys import (OFFICIAL_CONFIG_OVERRIDES, OFFICIAL_MODELS, RELEASED_PRESETS,
-                                     convert_official_state_dict, detect_official_kind, official_presets,
-                                     official_state_dict)
+from tqdm_core.official_keys import (OFFICIAL_CONFIG_OVERRIDES, OFFICIAL_MODELS, RELEASED_PRESETS, TEACHER_METADATA,
+                                     TEACHER_PREFIX, convert_official_state_dict, detect_official_kind,
+                                     official_presets, official_state_dict)
 from tqdm_core.presets import get_preset
 
 # Scalar fields of mmcv's checkpoint `meta` worth keeping as provenance (the training config text included).
@@ -45,6 +50,7 @@ class ConversionSummary:
     preset: str
     mapped_tensors: int
     mapped_values: int
+    teacher: tuple[int, int]  # (tensors, values) of the frozen teacher kept; (0, 0): the file holds none
     dropped: dict[str, tuple[int, int]]  # reason -> (tensors, values)
     official_iteration: int | None
     seconds: float
@@ -54,6 +60,10 @@ class ConversionSummary:
                  f"  preset {self.preset}, official quirks on, classes cityscapes19"
                  + (f", trained {self.official_iteration} iterations" if self.official_iteration else ""),
                  f"  mapped  {self.mapped_tensors:5d} tensors {self.mapped_values / 1e6:8.1f} M values"]
+        tensors, values = self.teacher
+        lines.append(f"  teacher {tensors:5d} tensors {values / 1e6:8.1f} M values: the frozen {TEACHER_PREFIX}* "
+                     f"(vision regularizer), in metadata '{TEACHER_METADATA}'" if tensors else
+                     f"  teacher none: the file holds no {TEACHER_PREFIX}* (the vision regularizer has no teacher)")
         lines += [f"  dropped {tensors:5d} tensors {values / 1e6:8.1f} M values: {reason}"
                   for reason, (tensors, values) in self.dropped.items()]
         lines.append(f"  {self.output.stat().st_size / 2 ** 20:.0f} MiB written in {self.seconds:.0f} s")
@@ -64,8 +74,8 @@ def read_official_checkpoint(path: str | Path, *,
                              allow_pickle: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The state dict and the mmcv `meta` of an official checkpoint file.
 
-    Zip-format files are memory-mapped, so tensors that are dropped (the teacher: a third of the file) are never
-    read. By default the file is read with `weights_only=True`, which cannot execute code from the file.
+    Zip-format files are memory-mapped, so tensors that are dropped (EVA's RoPE tables) are never read. By
+    default the file is read with `weights_only=True`, which cannot execute code from the file.
 
     Raises:
         FileNotFoundError: no such file.
@@ -127,12 +137,16 @@ def convert_official_checkpoint(source: str | Path, output: str | Path, *, prese
         "official_meta": {k: meta[k] for k in _META_FIELDS if isinstance(meta.get(k), (str, int, float))},
         "dropped_official_tensors": {reason: tensors for reason, (tensors, _) in dropped.items()},
     }
+    teacher = conversion.teacher_state_dict or {}
+    if teacher:
+        metadata[TEACHER_METADATA] = teacher
     save_checkpoint(model.eval(), output, metadata=metadata)
     iteration = meta.get("iter")
     return ConversionSummary(source=source, output=output, official_model=OFFICIAL_MODELS[kind], preset=preset,
                              mapped_tensors=len(conversion.state_dict),
                              mapped_values=sum(t.numel() for t in conversion.state_dict.values()),
-                             dropped=dropped, official_iteration=iteration if isinstance(iteration, int) else None,
+                             teacher=(len(teacher), sum(t.numel() for t in teacher.values())), dropped=dropped,
+                             official_iteration=iteration if isinstance(iteration, int) else None,
                              seconds=time.monotonic() - started)
 
 

@@ -45,13 +45,14 @@ from tqdm import tqdm
 import tqdm_core
 from tqdm_core import Predictor, TqdmConfig, save_checkpoint
 from tqdm_core.builder import unrecorded_activation
-from tqdm_core.checkpoint import CheckpointMetadata, atomic_torch_save, read_checkpoint_file
+from tqdm_core.checkpoint import Checkpoint, CheckpointMetadata, atomic_torch_save, read_checkpoint_file
 from tqdm_core.inference import InferenceOptions
 from tqdm_core.inference.host_memory import reuse_freed_memory
 from tqdm_core.data import (LightingAugmentation, RareClassPaste, RareClassSamplingDataset, SegmentationDataset,
                             TrainTransform, build_dataset, load_class_statistics)
 from tqdm_core.evaluation import SemSegEvaluator
 from tqdm_core.losses import TqdmLoss
+from tqdm_core.official_keys import TEACHER_METADATA
 from training.launcher_watch import exit_with_launcher, launched_by_torchrun
 from training.optimizer import PolySchedule, build_optimizer
 from training.run_folder import (CONFIG_FILE, FINAL_MODEL, FINAL_RAW_MODEL, LOG_FILE, RCS_CACHE, checkpoint_path,
@@ -197,6 +198,41 @@ def model_from_training_checkpoint(payload: Mapping[str, Any]) -> nn.Module:
     return model.eval()
 
 
+def frozen_teacher(backbone: nn.Module, state: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+    """The frozen teacher of the vision regularizer (METHOD.md 6.2, 11.7): a copy of `backbone`, in eval mode,
+    without gradients, that training never updates.
+
+    Args:
+        backbone: a model's backbone. Without `state` its current weights become the teacher's, which is right only
+            for a backbone just built from the pretrained weights (the start of a run); a trained backbone would
+            be its own teacher, and the vision regularization loss 0.
+        state: the teacher's own weights in the keys of `backbone.state_dict()`, loaded strictly: a training
+            checkpoint's `teacher`, or the official `reg_E0` of a converted checkpoint (`checkpoint_teacher`).
+    """
+    teacher = copy.deepcopy(backbone).eval().requires_grad_(False)
+    if state is not None:
+        teacher.load_state_dict(state, strict=True)
+    return teacher
+
+
+def checkpoint_teacher(checkpoint: Checkpoint) -> nn.Module:
+    """The vision regularizer's teacher of a model loaded from a file: the official pretrained encoder `reg_E0` that
+    `training.convert_official` keeps in a converted checkpoint (metadata `TEACHER_METADATA`), on the backbone's device.
+
+    Raises:
+        tqdm_core.CheckpointError: the checkpoint holds no teacher (a copy of its backbone, the trained student,
+            would give a vision regularization loss of 0).
+    """
+    state = checkpoint.metadata.extra.get(TEACHER_METADATA)
+    if state is None:
+        raise tqdm_core.CheckpointError(
+            f"checkpoint '{checkpoint.path}' holds no teacher for the vision regularizer (metadata "
+            f"'{TEACHER_METADATA}'): only official checkpoints converted with their reg_E0 do; convert the official "
+            f"file again with python -m training.convert_official, or for a run of ours use its training "
+            f"checkpoint (checkpoints/iter_*.pt), which keeps the teacher")
+    return frozen_teacher(checkpoint.model.backbone, state)
+
+
 def _to_float32(value: Any) -> Any:
     """Floating tensors in (nested dicts / lists of) model outputs as float32: losses run outside autocast."""
     if isinstance(value, torch.Tensor):
@@ -300,10 +336,9 @@ class Trainer:
         self.model = tqdm_core.create_model(config.preset, pretrained=config.pretrained, seed=config.seed,
                                             overrides=config.model_overrides or None).to(self.device)
         self.criterion = TqdmLoss.from_config(config.loss)
-        # The frozen teacher of the vision regularizer: the initial visual encoder, in eval mode (METHOD.md 11.7).
-        self.teacher = None
-        if self.criterion.needs_teacher:
-            self.teacher = copy.deepcopy(self.model.backbone).eval().requires_grad_(False)
+        # The frozen teacher of the vision regularizer: the visual encoder as just built from the pretrained weights;
+        # a resumed run replaces it with the teacher its checkpoint saved (_load_checkpoint), never the student.
+        self.teacher = frozen_teacher(self.model.backbone) if self.criterion.needs_teacher else None
         self.anchors = self.model.text_encoder.anchor_embeddings() if config.loss.language_regularization else None
         if config.sync_batchnorm and self.context.distributed:
             if self.device.type == "cuda":

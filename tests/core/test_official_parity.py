@@ -3,8 +3,9 @@
 The fixture holds a tiny tqdm_CLIP built and run by the official code itself: the checkpoint it saved
 (`official_tiny.pth`), the inputs and every official output and intermediate (`outputs.pt`). The checkpoint is
 converted with `training.convert_official` into the `tqdm-clip-vit-tiny-official` preset; then the whole, rectangle
-and slide images go through the model and the Predictor, the training image through the model and the training
-loss (with the official mask-loss points injected), and every item of `outputs.pt` must match:
+and slide images go through the model and the Predictor, the training image through the model, the teacher the
+converted checkpoint carries (`training.trainer.checkpoint_teacher`) and the training loss (with the official
+mask-loss points injected), and every item of `outputs.pt` must match:
 
 - tensors within 1e-5 absolute (their values are at most about 5);
 - losses within max(1e-5, 1e-6 |value|) (the total is about 87);
@@ -17,7 +18,6 @@ One CPU thread: the ops are tiny, and two threads on a loaded 2-core machine are
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Callable
 
@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tqdm_core import Predictor, load_checkpoint
+from tqdm_core import Checkpoint, Predictor, load_checkpoint
 from tqdm_core.inference.sliding_window import window_starts
 from tqdm_core.losses import LossConfig, TqdmLoss, pixel_text_scores
 from tqdm_core.modeling.semantic_inference import semantic_scores
-from tqdm_core.official_keys import convert_official_state_dict
 from training import convert_official
+from training.trainer import checkpoint_teacher
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "parity_fixture"
 PRESET = "tqdm-clip-vit-tiny-official"
@@ -51,7 +51,7 @@ def loss_tolerance(value: float) -> float:
     return max(1e-5, 1e-6 * abs(value))
 
 
-def run_fixture(model: nn.Module, inputs: dict, official_state: dict[str, torch.Tensor],
+def run_fixture(model: nn.Module, teacher: nn.Module, inputs: dict,
                 point_coords: list[torch.Tensor]) -> dict[str, torch.Tensor | float]:
     """Everything outputs.pt holds, computed by tqdm_core from the same inputs, under the fixture's keys."""
     ours: dict[str, torch.Tensor | float] = {}
@@ -70,7 +70,7 @@ def run_fixture(model: nn.Module, inputs: dict, official_state: dict[str, torch.
         ours["texts_token_ids"] = model.text_encoder.class_token_ids
         anchors = model.text_encoder.anchor_embeddings()
         ours["reg_T0_normalized_anchors"] = anchors
-        teacher_embedding = teacher_backbone(model, official_state)(inputs["train.img"]).image_embedding
+        teacher_embedding = teacher(inputs["train.img"]).image_embedding
         ours["train.teacher_global_embedding"] = teacher_embedding[:, None]  # (B, D) -> (B, 1, D)
         labels = inputs["train.gt_semantic_seg"][:, 0]  # (B, 1, H, W) -> (B, H, W)
         outputs = model(inputs["train.img"])
@@ -135,22 +135,6 @@ def model_items(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tenso
     return items
 
 
-def teacher_backbone(model: nn.Module, official_state: dict[str, torch.Tensor]) -> nn.Module:
-    """The frozen teacher of the vision regularizer, from the official file's `reg_E0` copy of the backbone.
-
-    The teacher has the backbone's layout, so the file with `reg_E0.*` in place of `backbone.*` converts into a
-    model whose backbone is the teacher.
-    """
-    swapped = dict(official_state)
-    swapped.update({"backbone." + key[len("reg_E0."):]: value for key, value in official_state.items()
-                    if key.startswith("reg_E0.")})
-    converted = convert_official_state_dict(swapped, model).state_dict
-    teacher = copy.deepcopy(model.backbone)
-    teacher.load_state_dict({key[len("backbone."):]: value for key, value in converted.items()
-                             if key.startswith("backbone.")}, strict=True)
-    return teacher.eval()
-
-
 def score_map_accuracy(score_map: torch.Tensor, labels: torch.Tensor) -> float:
     """mmseg's `acc_seg` of the score-map logits: percent of pixels whose argmax class is the label.
 
@@ -190,11 +174,10 @@ def differences(ours: dict, expected: dict) -> dict[str, tuple[float, float]]:
 
 
 @pytest.fixture(scope="module")
-def fixture_files() -> tuple[dict, dict, dict[str, torch.Tensor]]:
+def fixture_files() -> tuple[dict, dict]:
     inputs = torch.load(FIXTURE / "inputs.pt", weights_only=True)
     outputs = torch.load(FIXTURE / "outputs.pt", weights_only=True)
-    state, _ = convert_official.read_official_checkpoint(FIXTURE / "official_tiny.pth")
-    return inputs, outputs, state
+    return inputs, outputs
 
 
 @pytest.fixture(scope="module")
@@ -206,19 +189,25 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def converted_model(tmp_path_factory, one_thread) -> nn.Module:
+def converted_checkpoint(tmp_path_factory, one_thread) -> Checkpoint:
     """official_tiny.pth through the command-line converter, loaded back like any checkpoint."""
     output = tmp_path_factory.mktemp("parity") / "official_tiny.pt"
     assert convert_official.main([str(FIXTURE / "official_tiny.pth"), str(output), "--preset", PRESET]) == 0
-    return load_checkpoint(output, preset=PRESET).model
+    return load_checkpoint(output, preset=PRESET)
 
 
-def test_converted_official_model_reproduces_every_official_output(converted_model, fixture_files):
-    inputs, outputs, state = fixture_files
+@pytest.fixture(scope="module")
+def converted_model(converted_checkpoint) -> nn.Module:
+    return converted_checkpoint.model
+
+
+def test_converted_official_model_reproduces_every_official_output(converted_checkpoint, fixture_files):
+    inputs, outputs = fixture_files
     points = [outputs[f"{INJECTED}{index}"] for index in range(outputs["info"]["n_prediction_layers"])]
     expected = expected_items(outputs)
     assert len(expected) == 56 + len(outputs["losses"]) + 1  # 56 tensors, every loss entry and the total
-    diffs = differences(run_fixture(converted_model, inputs, state, points), expected)
+    teacher = checkpoint_teacher(converted_checkpoint)
+    diffs = differences(run_fixture(converted_checkpoint.model, teacher, inputs, points), expected)
     failing = {key: diff for key, diff in diffs.items() if not diff[0] <= diff[1]}
     worst_first = sorted(failing.items(), key=lambda item: -item[1][0])
     assert not failing, f"{len(failing)} of {len(diffs)} items off the official outputs (|diff| > tolerance): " + (
@@ -229,7 +218,7 @@ def test_softmax_probabilities_are_the_official_inference_output(converted_model
     """The official `inference` returns softmax over classes of the `whole_inference` / `slide_inference` output
     (the fixture's `seg_logit`), and `simple_test` takes its argmax: `Predictor.softmax_probabilities` is that
     tensor, compared as it is (no renormalisation), and its argmax is the official prediction."""
-    inputs, outputs, _ = fixture_files
+    inputs, outputs = fixture_files
     with torch.no_grad():
         for name, mode in PREDICTOR_RUNS:
             official = F.softmax(outputs[f"{name}.seg_logit"], dim=1)

@@ -10,12 +10,15 @@ Every official tensor gets values unique to it: element j of tensor i is (j mod 
 (< 2**24), so a tensor that lands under the wrong key, transposed, or shifted is caught. For EVA02-L (470 M values)
 one such row is broadcast over each tensor's leading axes instead: still unique per tensor and along the last axis,
 without generating and writing a 2 GB official file (EVA's conversion only renames tensors; the CLIP test covers
-the shared head with fully unique values). Dropped tensors are 1-element constants broadcast to their shape.
+the shared head with fully unique values). Dropped tensors and the teacher `reg_E0` (a third of each file) are
+1-element constants, unique per tensor, broadcast to their shape; the teacher's values are traced on the tiny
+official file of tests/data/parity_fixture instead.
 """
 from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,11 +26,15 @@ import torch
 from tqdm_core import CITYSCAPES_19, CheckpointError, load_checkpoint, read_checkpoint
 from tqdm_core.checkpoint import CHECKPOINT_FORMAT
 from tqdm_core.config import TqdmConfig
-from tqdm_core.official_keys import (OFFICIAL_CONFIG_OVERRIDES, convert_official_state_dict, detect_official_kind,
-                                     official_presets)
+from tqdm_core.losses import vision_regularization
+from tqdm_core.official_keys import (OFFICIAL_CONFIG_OVERRIDES, TEACHER_METADATA, convert_official_state_dict,
+                                     detect_official_kind, official_presets)
 from training import convert_official
+from training.trainer import checkpoint_teacher, frozen_teacher
 
 Entry = tuple[str, tuple[int, ...], "str | None"]  # official key, shape, our key (None: dropped)
+TEACHER = "teacher"  # our key of a teacher tensor: "teacher." + its key in the backbone's state dict
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "parity_fixture"
 
 
 def child(ours: str | None, name: str) -> str | None:
@@ -207,14 +214,14 @@ def official_clip_b16() -> list[Entry]:
     return (clip_vit_b16("backbone", "backbone") + text_tower(512, 10, causal_mask_saved=False)
             + context_decoder(512) + [("contexts", (1, 5, 512), "text_encoder.context_tokens"),
                                       ("gamma", (512,), "context_decoder.gamma")]
-            + decode_head(768, 512) + clip_vit_b16("reg_E0", None))
+            + decode_head(768, 512) + clip_vit_b16("reg_E0", TEACHER))
 
 
 def official_eva02_l14() -> list[Entry]:
     return (eva02_l14("backbone", "backbone") + text_tower(768, 13, causal_mask_saved=True)
             + context_decoder(768) + [("contexts", (1, 8, 768), "text_encoder.context_tokens"),
                                       ("gamma", (768,), "context_decoder.gamma")]
-            + decode_head(1024, 768) + eva02_l14("reg_E0", None))
+            + decode_head(1024, 768) + eva02_l14("reg_E0", TEACHER))
 
 
 @functools.cache
@@ -234,15 +241,19 @@ def traced_value(index: int, shape: tuple[int, ...], rows: bool) -> torch.Tensor
     return (base_pattern(40_000_000)[: torch.Size(shape).numel()] + index).view(shape)
 
 
+def is_model_tensor(ours: str | None) -> bool:
+    return ours is not None and not ours.startswith(TEACHER + ".")
+
+
+def constant_value(index: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """-1 - index broadcast to `shape` (no memory, tiny on disk); int64 0 for BatchNorm counters."""
+    return torch.full((1,), -1.0 - index).expand(shape) if shape else torch.tensor(0)
+
+
 def official_state(entries: list[Entry], *, traced: bool, rows: bool = False) -> dict[str, torch.Tensor]:
-    """Kept tensors traced (or, if not `traced`, cheap constants); dropped tensors are cheap constants."""
-    state = {}
-    for index, (key, shape, ours) in enumerate(entries):
-        if traced and ours is not None:
-            state[key] = traced_value(index, shape, rows)
-        else:
-            state[key] = torch.full((1,), -1.0 - index).expand(shape) if shape else torch.tensor(0)
-    return state
+    """Model tensors traced (or, if not `traced`, cheap constants); teacher and dropped tensors cheap constants."""
+    return {key: traced_value(index, shape, rows) if traced and is_model_tensor(ours) else constant_value(index, shape)
+            for index, (key, shape, ours) in enumerate(entries)}
 
 
 def write_official(path, entries: list[Entry], *, rows: bool = False) -> None:
@@ -255,12 +266,22 @@ def write_official(path, entries: list[Entry], *, rows: bool = False) -> None:
 
 def assert_traced(state: dict[str, torch.Tensor], entries: list[Entry], *, rows: bool = False) -> None:
     """Every model tensor holds exactly the official tensor the layout says it comes from."""
-    kept = [(index, key, shape, ours) for index, (key, shape, ours) in enumerate(entries) if ours is not None]
+    kept = [(index, key, shape, ours) for index, (key, shape, ours) in enumerate(entries) if is_model_tensor(ours)]
     assert sorted(ours for *_, ours in kept) == sorted(state), "layout and model cover different keys"
     for index, key, shape, ours in kept:
         expected = traced_value(index, shape, rows)
         assert torch.equal(state[ours], expected.reshape(state[ours].shape).to(state[ours].dtype)), (
             f"{ours} does not hold official {key}")
+
+
+def assert_teacher(teacher: dict[str, torch.Tensor], entries: list[Entry]) -> None:
+    """The teacher holds every reg_E0 tensor the layout gives a backbone key, each under that key."""
+    kept = [(index, key, shape, ours[len(TEACHER) + 1:]) for index, (key, shape, ours) in enumerate(entries)
+            if ours is not None and not is_model_tensor(ours)]
+    assert sorted(ours for *_, ours in kept) == sorted(teacher), "layout and teacher cover different keys"
+    for index, key, shape, ours in kept:
+        assert torch.equal(teacher[ours], constant_value(index, shape).to(teacher[ours].dtype)), (
+            f"teacher {ours} does not hold official {key}")
 
 
 def assert_official_config(config, preset: str) -> None:
@@ -301,7 +322,9 @@ def test_clip_vit_b16_every_tensor_lands_where_it_belongs(converted_clip):
     metadata = read_checkpoint(folder / "converted.pt")["metadata"]
     assert metadata["converted_from"] == "tqdm_clip_vit-b_gta.pth"
     assert metadata["official_meta"]["iter"] == 20000
-    assert sum(metadata["dropped_official_tensors"].values()) == 163  # the teacher
+    assert metadata["dropped_official_tensors"] == {}  # CLIP files hold nothing the models do not use
+    assert len(metadata[TEACHER_METADATA]) == 163 == len(model.backbone.state_dict())
+    assert_teacher(metadata[TEACHER_METADATA], entries)
     assert not any(name.startswith(".") for name in os.listdir(folder))  # no temporary file left behind
 
 
@@ -317,9 +340,10 @@ def test_eva02_l14_every_tensor_lands_where_it_belongs(tmp_path, capsys):
     assert_traced(payload["state_dict"], entries, rows=True)
     assert_official_config(TqdmConfig.from_dict(payload["config"]), "tqdm-eva02-l14")
     assert payload["metadata"]["dropped_official_tensors"] == {
-        "frozen teacher copy of the visual encoder (vision regularizer, training only)": 573,
-        "EVA RoPE tables (rebuilt for the patch grid when the model is built)": 50,
+        "EVA RoPE tables (rebuilt for the patch grid when the model is built)": 100,  # 50 each: model and teacher
         "text causal-mask buffer (rebuilt when the model is built)": 1}
+    assert len(payload["metadata"][TEACHER_METADATA]) == 523  # the 573 reg_E0 tensors but their 50 RoPE tables
+    assert_teacher(payload["metadata"][TEACHER_METADATA], entries)
 
 
 def test_unknown_missing_and_misshapen_tensors_are_named(converted_clip):
@@ -381,6 +405,52 @@ def test_tqdm_core_checkpoint_is_not_converted_twice(converted_clip):
     _, _, folder = converted_clip
     with pytest.raises(CheckpointError, match="already a tqdm_core checkpoint"):
         convert_official.convert_official_checkpoint(folder / "converted.pt", folder / "again.pt")
+
+
+def test_the_official_teacher_is_kept_and_gives_the_vision_regularizer_its_loss(tmp_path, capsys):
+    """The tiny tqdm_CLIP the official code saved (tests/data/parity_fixture: random weights, the backbone perturbed
+    after the teacher `reg_E0` was copied, so the two differ) converted into tqdm-clip-vit-tiny-official.
+
+    Every teacher tensor is its reg_E0 tensor, found through the student: the converted backbone tensor under the
+    same key holds backbone.<name>, so the teacher's holds reg_E0.<name> (the pyramid included, which the
+    embedding does not use). The teacher built from the checkpoint gives a vision regularization loss of 0.024,
+    the official `reg.visual.loss` of the fixture, where a copy of the loaded backbone (the fine-tuned student)
+    gives 0."""
+    source, output = FIXTURE / "official_tiny.pth", tmp_path / "official_tiny.pt"
+    assert convert_official.main([str(source), str(output), "--preset", "tqdm-clip-vit-tiny-official"]) == 0
+    assert "teacher    91 tensors" in capsys.readouterr().out
+    official, _ = convert_official.read_official_checkpoint(source)
+    checkpoint = load_checkpoint(output)
+    student = checkpoint.model.backbone.state_dict()
+    teacher_state = checkpoint.metadata.extra[TEACHER_METADATA]
+    assert teacher_state.keys() == student.keys()
+    official_name = {}
+    for key, value in student.items():
+        twins = [name for name, tensor in official.items() if name.startswith("backbone.") and tensor.shape ==
+                 value.shape and torch.equal(tensor, value)]
+        assert len(twins) == 1, (key, twins)
+        official_name[key] = twins[0][len("backbone."):]
+    for key, value in teacher_state.items():
+        assert torch.equal(value, official[f"reg_E0.{official_name[key]}"]), key
+    assert not torch.equal(teacher_state["visual.proj"], student["visual.proj"])
+
+    teacher = checkpoint_teacher(checkpoint)
+    assert not teacher.training and not any(parameter.requires_grad for parameter in teacher.parameters())
+    outputs = torch.load(FIXTURE / "outputs.pt", weights_only=True)
+    image = torch.load(FIXTURE / "inputs.pt", weights_only=True)["train.img"]
+    with torch.no_grad():
+        embedding = checkpoint.model(image)["image_embedding"]
+        loss = vision_regularization(embedding, teacher(image).image_embedding)
+        student_copy = frozen_teacher(checkpoint.model.backbone)
+        student_loss = vision_regularization(embedding, student_copy(image).image_embedding)
+    assert abs(float(loss) - outputs["losses"]["reg.visual.loss"]) <= 1e-6 and float(loss) > 0.02
+    assert float(student_loss) == 0.0
+
+
+def test_a_checkpoint_without_a_teacher_is_refused_by_name():
+    shipped = load_checkpoint()  # the default model: trained by us, its teacher stayed in its training checkpoints
+    with pytest.raises(CheckpointError, match="holds no teacher.*iter_\\*.pt"):
+        checkpoint_teacher(shipped)
 
 
 def test_detection_needs_every_official_part():

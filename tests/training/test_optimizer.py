@@ -108,7 +108,7 @@ def test_paper_preset_groups_equal_the_official_groups(config, custom_keys):
     parameters = dict(paper_model.named_parameters())
     checked = 0
     for official, _, ours in official_clip_b16():
-        if ours not in parameters:  # dropped (teacher) or a buffer
+        if ours not in parameters:  # dropped, the teacher (not a model parameter) or a buffer
             continue
         lr_mult, decay_mult = mmcv_multipliers(official, custom_keys)
         if lr_mult == 0.0:
