@@ -290,13 +290,11 @@ def read_label(path: pathlib.Path, *, lut: np.ndarray, class_table: ClassTable,
         ValueError: not a single-channel 8-bit image, another size than its image, or values
             outside the class table.
     """
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if raw is None:
-        raise ValueError(f"cannot read label '{path}': not an image file or damaged")
-    if raw.ndim != 2 or raw.dtype != np.uint8:
-        raise ValueError(
-            f"label '{path}' is {raw.dtype} with shape {raw.shape}; expected a single-channel "
-            '8-bit image of class ids (colour-coded labels must be converted to ids first)')
+    # The datasets' reader: palette PNGs (GTA5, Mapillary) hold the class id as the palette index,
+    # which OpenCV would expand to colours. Imported here: it brings torch in.
+    from tqdm_core.data.base import read_label_ids
+
+    raw = read_label_ids(path)
     if raw.shape != image_shape[:2]:
         raise ValueError(
             f"label '{path}' is {raw.shape[1]}x{raw.shape[0]} but its image is "

@@ -103,6 +103,23 @@ def test_cityscapes_label_ids_become_train_ids(tmp_path):
     np.testing.assert_array_equal(frame.label, np.vectorize(expected.get)(label_ids))
 
 
+def test_palette_labels_are_read_as_their_indices(camvid_root, tmp_path):
+    """GTA5 and Mapillary ship palette PNGs: the index is the class id (OpenCV expands colours)."""
+    from PIL import Image as PilImage
+
+    label_path = camvid_root / 'valannot' / 'seq_00000.png'
+    ids = _camvid_ids(label_path)
+    raw = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
+    palette = PilImage.fromarray(raw, mode='P')
+    palette.putpalette([v for i in range(256) for v in (i, 255 - i, (7 * i) % 256)])
+    palette.save(label_path)
+    bag = make_bag(find_frames(camvid_root), tmp_path / 'bag').path
+    with open_bag(bag) as reader:
+        first = next(iter_labeled_frames(reader, image_topic='/camera/image_raw',
+                                         label_topic='/camera/ground_truth'))
+    np.testing.assert_array_equal(first.label, ids)
+
+
 def test_plain_folders_match_by_stem_and_need_a_class_table(tmp_path):
     images, labels = tmp_path / 'images', tmp_path / 'labels'
     images.mkdir()
@@ -185,7 +202,7 @@ def test_label_values_outside_the_class_table_are_rejected(camvid_root, tmp_path
 def test_colour_labels_and_missing_labels_are_rejected(camvid_root, tmp_path):
     cv2.imwrite(str(camvid_root / 'valannot' / 'seq_00000.png'),
                 np.zeros((HEIGHT, WIDTH, 3), np.uint8))
-    with pytest.raises(ValueError, match='single-channel 8-bit'):
+    with pytest.raises(ValueError, match='colour image; expected a single-channel image'):
         make_bag(find_frames(camvid_root), tmp_path / 'bag')
     (camvid_root / 'valannot' / 'seq_00003.png').unlink()
     with pytest.raises(FileNotFoundError, match='1 of 4 images .* no label .*seq_00003'):
