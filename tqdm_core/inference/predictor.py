@@ -80,7 +80,10 @@ class Predictor:
             `tqdm_core.inference.precision`), "fp32", "bf16" or "fp16" (CUDA only). CPU bf16 runs a copy of the
             network converted once (`bf16_network`: weights as they are at construction); CUDA uses autocast.
             The resolved precision is `self.precision` and is logged.
-        mode: "whole" (pad to the model's size divisor, one pass) or "slide" (windows, scores averaged).
+        mode: "whole" (pad to the model's size divisor, one pass) or "slide" (windows, scores averaged). Known
+            deviations, outside the official protocol (slide on images larger than the window): whole pads to the
+            size divisor (32) and slide pads an image smaller than the window up to it (zeros, the mean colour), where
+            the official code runs the image or crop as it is; outputs differ only for such images.
         window, stride: sliding-window size and step in pixels (512 and 341 in the paper).
         scale: resize factor applied to the input before inference (e.g. 0.5 for speed); outputs are resized back.
             The uint8 image is resized as the official test pipeline does (`resize_like_official`), then normalised.
