@@ -2,8 +2,9 @@
 
 Single process:
     python -m training.train --config training/configs/camvid_tiny_rn.yaml
-Data parallel (gloo on CPU, NCCL on GPU), one process per GPU, any number of nodes:
-    torchrun --nproc_per_node 8 -m training.train --config training/configs/tqdm_clip_vit-b16_gta2city.yaml
+Data parallel (gloo on CPU, NCCL on GPU), one process per GPU, any number of nodes; batch_size is per process and
+the learning rate is not scaled, so keep the paper's total batch of 8 by dividing it by the number of processes:
+    torchrun --nproc_per_node 2 -m training.train --config training/configs/tqdm_clip_vit-b16_gta2city.yaml batch_size=4
 Overrides after the options, as key.path=value (values parsed as YAML):
     python -m training.train --config X.yaml schedule.iterations=100 train_dataset.root=/data/gta5 precision=bf16
 Continue a killed run exactly where its last checkpoint left it (the run folder alone is enough; its config.yaml is
