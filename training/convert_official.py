@@ -12,10 +12,12 @@ QuickGELU, as the official code hard-codes), the Cityscapes-19 class table and t
 load it with `tqdm_core.load_checkpoint` or `Predictor.from_checkpoint`. No CLIP weights are needed.
 
 The frozen teacher of the vision regularizer (`reg_E0`: the pretrained backbone the official model was built
-from, about a third of the file) is kept, in the backbone's keys, in the metadata entry
-`tqdm_core.official_keys.TEACHER_METADATA`: `training.trainer.checkpoint_teacher` builds the teacher from it, so
-the vision regularization loss of the converted model is the official one (a copy of the converted backbone would
-be the fine-tuned student, whose loss is 0). Inference does not use it.
+from, about a third of the file; 318 M values for EVA02-L) is dropped by default: inference never uses it, and a
+file for a robot should not carry it into memory. `--keep-teacher` keeps it, in the backbone's keys, in the
+metadata entry `tqdm_core.official_keys.TEACHER_METADATA`: `training.trainer.checkpoint_teacher` builds the teacher
+from it, so the vision regularization loss of the converted model is the official one (a copy of the converted
+backbone would be the fine-tuned student, whose loss is 0). Keep it to compare losses with the official code or to
+fine-tune a converted model with the official regularizer.
 """
 from __future__ import annotations
 
@@ -50,7 +52,8 @@ class ConversionSummary:
     preset: str
     mapped_tensors: int
     mapped_values: int
-    teacher: tuple[int, int]  # (tensors, values) of the frozen teacher kept; (0, 0): the file holds none
+    teacher: tuple[int, int]  # (tensors, values) of the frozen teacher in the file; (0, 0): it holds none
+    teacher_kept: bool
     dropped: dict[str, tuple[int, int]]  # reason -> (tensors, values)
     official_iteration: int | None
     seconds: float
@@ -61,9 +64,14 @@ class ConversionSummary:
                  + (f", trained {self.official_iteration} iterations" if self.official_iteration else ""),
                  f"  mapped  {self.mapped_tensors:5d} tensors {self.mapped_values / 1e6:8.1f} M values"]
         tensors, values = self.teacher
-        lines.append(f"  teacher {tensors:5d} tensors {values / 1e6:8.1f} M values: the frozen {TEACHER_PREFIX}* "
-                     f"(vision regularizer), in metadata '{TEACHER_METADATA}'" if tensors else
-                     f"  teacher none: the file holds no {TEACHER_PREFIX}* (the vision regularizer has no teacher)")
+        if not tensors:
+            lines.append(f"  teacher none: the file holds no {TEACHER_PREFIX}* (the vision regularizer has no teacher)")
+        elif self.teacher_kept:
+            lines.append(f"  teacher {tensors:5d} tensors {values / 1e6:8.1f} M values: the frozen {TEACHER_PREFIX}* "
+                         f"(vision regularizer), in metadata '{TEACHER_METADATA}'")
+        else:
+            lines.append(f"  teacher {tensors:5d} tensors {values / 1e6:8.1f} M values dropped: the frozen "
+                         f"{TEACHER_PREFIX}* is only for training losses (--keep-teacher keeps it)")
         lines += [f"  dropped {tensors:5d} tensors {values / 1e6:8.1f} M values: {reason}"
                   for reason, (tensors, values) in self.dropped.items()]
         lines.append(f"  {self.output.stat().st_size / 2 ** 20:.0f} MiB written in {self.seconds:.0f} s")
@@ -102,7 +110,7 @@ def read_official_checkpoint(path: str | Path, *,
 
 
 def convert_official_checkpoint(source: str | Path, output: str | Path, *, preset: str = "auto",
-                                allow_pickle: bool = False) -> ConversionSummary:
+                                allow_pickle: bool = False, keep_teacher: bool = False) -> ConversionSummary:
     """Read an official checkpoint, map it onto the preset's model, check it loads strictly, save it.
 
     Args:
@@ -111,6 +119,8 @@ def convert_official_checkpoint(source: str | Path, output: str | Path, *, prese
         preset: "auto" (the released preset of the file's backbone kind) or any preset of that kind (see
             `official_presets()`) whose sizes fit the file.
         allow_pickle: read the file with `weights_only=False` (executes code from the file: trusted files only).
+        keep_teacher: store the official frozen teacher `reg_E0` in the metadata (for training losses; inference
+            does not use it).
     """
     started = time.monotonic()
     source, output = Path(source), Path(output)
@@ -138,14 +148,15 @@ def convert_official_checkpoint(source: str | Path, output: str | Path, *, prese
         "dropped_official_tensors": {reason: tensors for reason, (tensors, _) in dropped.items()},
     }
     teacher = conversion.teacher_state_dict or {}
-    if teacher:
+    if teacher and keep_teacher:
         metadata[TEACHER_METADATA] = teacher
     save_checkpoint(model.eval(), output, metadata=metadata)
     iteration = meta.get("iter")
     return ConversionSummary(source=source, output=output, official_model=OFFICIAL_MODELS[kind], preset=preset,
                              mapped_tensors=len(conversion.state_dict),
                              mapped_values=sum(t.numel() for t in conversion.state_dict.values()),
-                             teacher=(len(teacher), sum(t.numel() for t in teacher.values())), dropped=dropped,
+                             teacher=(len(teacher), sum(t.numel() for t in teacher.values())),
+                             teacher_kept=keep_teacher, dropped=dropped,
                              official_iteration=iteration if isinstance(iteration, int) else None,
                              seconds=time.monotonic() - started)
 
@@ -161,10 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--allow-pickle", action="store_true",
                         help="read the file with weights_only=False if the safe loader refuses it "
                              "(executes code from the file: only for files you trust)")
+    parser.add_argument("--keep-teacher", action="store_true",
+                        help="keep the official frozen teacher reg_E0 (a third of the file) for training losses: the "
+                             "official vision regularization loss, fine-tuning; inference does not use it")
     args = parser.parse_args(argv)
     try:
         summary = convert_official_checkpoint(args.source, args.output, preset=args.preset,
-                                              allow_pickle=args.allow_pickle)
+                                              allow_pickle=args.allow_pickle, keep_teacher=args.keep_teacher)
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

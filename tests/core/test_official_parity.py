@@ -192,7 +192,8 @@ def one_thread():
 def converted_checkpoint(tmp_path_factory, one_thread) -> Checkpoint:
     """official_tiny.pth through the command-line converter, loaded back like any checkpoint."""
     output = tmp_path_factory.mktemp("parity") / "official_tiny.pt"
-    assert convert_official.main([str(FIXTURE / "official_tiny.pth"), str(output), "--preset", PRESET]) == 0
+    assert convert_official.main([str(FIXTURE / "official_tiny.pth"), str(output), "--preset", PRESET,
+                                  "--keep-teacher"]) == 0
     return load_checkpoint(output, preset=PRESET)
 
 

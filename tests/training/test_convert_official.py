@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -308,7 +309,8 @@ def converted_clip(tmp_path_factory):
     folder = tmp_path_factory.mktemp("official_clip")
     entries = official_clip_b16()
     write_official(folder / "tqdm_clip_vit-b_gta.pth", entries)
-    status = convert_official.main([str(folder / "tqdm_clip_vit-b_gta.pth"), str(folder / "converted.pt")])
+    status = convert_official.main([str(folder / "tqdm_clip_vit-b_gta.pth"), str(folder / "converted.pt"),
+                                    "--keep-teacher"])
     assert status == 0
     model = load_checkpoint(folder / "converted.pt", preset="tqdm-clip-vit-b16").model
     return model, entries, folder
@@ -331,7 +333,8 @@ def test_clip_vit_b16_every_tensor_lands_where_it_belongs(converted_clip):
 def test_eva02_l14_every_tensor_lands_where_it_belongs(tmp_path, capsys):
     entries = official_eva02_l14()
     write_official(tmp_path / "tqdm_eva02_gta.pth", entries, rows=True)
-    assert convert_official.main([str(tmp_path / "tqdm_eva02_gta.pth"), str(tmp_path / "converted.pt")]) == 0
+    assert convert_official.main([str(tmp_path / "tqdm_eva02_gta.pth"), str(tmp_path / "converted.pt"),
+                                  "--keep-teacher"]) == 0
     report = capsys.readouterr().out
     assert "tqdm-eva02-l14" in report and "1084 tensors" in report
     # Building EVA takes ~20 s and ~2 GB: check the file the way load_checkpoint does, without a second build.
@@ -418,6 +421,11 @@ def test_the_official_teacher_is_kept_and_gives_the_vision_regularizer_its_loss(
     gives 0."""
     source, output = FIXTURE / "official_tiny.pth", tmp_path / "official_tiny.pt"
     assert convert_official.main([str(source), str(output), "--preset", "tqdm-clip-vit-tiny-official"]) == 0
+    assert re.search(r"teacher +91 tensors .* M values dropped", capsys.readouterr().out)
+    assert TEACHER_METADATA not in load_checkpoint(output).metadata.extra  # a file for inference: no teacher
+    output.unlink()
+    assert convert_official.main([str(source), str(output), "--preset", "tqdm-clip-vit-tiny-official",
+                                  "--keep-teacher"]) == 0
     assert "teacher    91 tensors" in capsys.readouterr().out
     official, _ = convert_official.read_official_checkpoint(source)
     checkpoint = load_checkpoint(output)
