@@ -227,9 +227,9 @@ def checkpoint_teacher(checkpoint: Checkpoint) -> nn.Module:
     if state is None:
         raise tqdm_core.CheckpointError(
             f"checkpoint '{checkpoint.path}' holds no teacher for the vision regularizer (metadata "
-            f"'{TEACHER_METADATA}'): only official checkpoints converted with their reg_E0 do; convert the official "
-            f"file again with python -m training.convert_official, or for a run of ours use its training "
-            f"checkpoint (checkpoints/iter_*.pt), which keeps the teacher")
+            f"'{TEACHER_METADATA}'): only official checkpoints converted with --keep-teacher do; convert the official "
+            f"file again with python -m training.convert_official OFFICIAL.pth OUT.pt --keep-teacher, or for a run of "
+            f"ours use its training checkpoint (checkpoints/iter_*.pt), which keeps the teacher")
     return frozen_teacher(checkpoint.model.backbone, state)
 
 
