@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from tqdm_ros.launch_arguments import loopback_environment
+
 OVERHEAD_GOAL_MS = 10.0  # at 1024x512, issue 5
 NAMESPACE = '/bench'
 TOPIC = f'{NAMESPACE}/camera/image'
@@ -58,14 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def network_safe_environment() -> None:
-    """Localhost discovery and the shipped loopback Fast DDS profile for this process and the
-    node it starts, whatever the environment set: a benchmark sends nothing off this machine."""
+def network_safe_environment() -> dict:
+    """Localhost discovery and the shipped loopback Fast DDS profile for this process and every
+    process it starts, on any distro and whatever the environment set: a benchmark sends nothing
+    off this machine (:func:`tqdm_ros.launch_arguments.loopback_environment`).
+
+    Returns:
+        The variables set.
+    """
     profile = pathlib.Path(__file__).resolve().parents[1] / 'config' / 'fastdds_localhost.xml'
     if not profile.is_file():
-        raise RuntimeError(f'the loopback Fast DDS profile {profile} is missing; reinstall the package')
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
+        raise RuntimeError(
+            f'the loopback Fast DDS profile {profile} is missing; reinstall the package')
+    environment = loopback_environment(str(profile))
+    os.environ.update(environment)
+    return environment
 
 
 def percentiles_ms(seconds: list) -> tuple[float, float]:

@@ -9,6 +9,9 @@ message that names it before any process starts:
 - the DDS environment of the started processes (:func:`dds_environment`): inherited by default,
   loopback-only with ``local_only:=true``, the Fast DDS profile variable set or removed with
   ``fastdds_profile``.
+
+:func:`loopback_environment` is the loopback-only environment for every distro at once, for the
+processes the package's own tools start (benchmarks), which cannot rely on ``ROS_DISTRO``.
 """
 
 import os
@@ -152,3 +155,24 @@ def dds_environment(*, local_only: bool, fastdds_profile: str, shipped_profile: 
         variable = PROFILE_VARIABLES[1 if distro in FAST_DDS_2_DISTROS else 0]
         changes[variable] = os.path.abspath(profile)
     return changes
+
+
+def loopback_environment(profile: str) -> dict[str, str]:
+    """Loopback-only DDS settings that hold on every ROS 2 distro, whatever ``ROS_DISTRO`` says.
+
+    Discovery stays on this host under both names (``ROS_AUTOMATIC_DISCOVERY_RANGE`` for Jazzy
+    and newer, ``ROS_LOCALHOST_ONLY`` for Humble, which Jazzy still honours and Kilted ignores)
+    and ``profile`` is named under both Fast DDS variables (:data:`PROFILE_VARIABLES`: Fast DDS 3
+    reads one, Fast DDS 2 the other). :func:`dds_environment` sets only what the launch's distro
+    reads; the package's own tools (benchmarks) use this instead, since a pip install sets no
+    ``ROS_DISTRO`` and a sourced ROS install may not be the one that runs. The price: Kilted's
+    rmw warns once per participant that the ``FASTRTPS_`` name is deprecated.
+
+    Args:
+        profile: path of a loopback-only Fast DDS XML profile (the package's shipped one).
+
+    Returns:
+        Variable -> value, to set in the environment of every process started.
+    """
+    return {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'ROS_LOCALHOST_ONLY': '1',
+            **dict.fromkeys(PROFILE_VARIABLES, profile)}

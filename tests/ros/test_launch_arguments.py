@@ -4,7 +4,8 @@ import pytest
 
 from tests.ros.ros_harness import REPO_ROOT
 from tqdm_ros.launch_arguments import (
-    dds_environment, LaunchArgumentError, node_parameter_overrides, parse_bool, parse_topic_list)
+    dds_environment, LaunchArgumentError, loopback_environment, node_parameter_overrides,
+    parse_bool, parse_topic_list)
 
 
 @pytest.mark.parametrize('text', [
@@ -78,6 +79,15 @@ def test_local_only_uses_localhost_discovery_and_the_shipped_profile(tmp_path):
     assert environment(local_only=True, distro='humble') == {
         'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'ROS_LOCALHOST_ONLY': '1',
         'FASTRTPS_DEFAULT_PROFILES_FILE': SHIPPED}
+
+
+def test_the_tools_loopback_environment_is_local_only_for_every_distro_at_once():
+    """What the benchmarks set: the launch's local_only settings of Humble, Jazzy and Kilted
+    together, since they cannot know which distro's Fast DDS runs."""
+    together = {}
+    for distro in ('humble', 'jazzy', 'kilted'):
+        together |= environment(local_only=True, distro=distro)
+    assert loopback_environment(SHIPPED) == together
 
 
 def test_profile_none_removes_the_profile_variables_and_a_path_is_used_as_given(tmp_path):

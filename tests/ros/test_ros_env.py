@@ -5,6 +5,7 @@ lock no live process holds: the files of a running participant survive however o
 those of a killed one go.
 """
 
+import json
 import os
 import pathlib
 import shutil
@@ -142,15 +143,30 @@ def test_shared_memory_of_a_live_participant_survives_and_a_dead_ones_goes():
     remove_unused_fastdds_files(shm_before)
 
 
-def test_benchmarks_force_the_network_safe_settings(monkeypatch, tmp_path):
+LOOPBACK_VARIABLES = ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_LOCALHOST_ONLY',
+                      'FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+
+
+def test_benchmarks_force_the_network_safe_settings_on_every_distro(monkeypatch, tmp_path):
     """The node and memory benchmarks start ROS processes: whatever the environment says
-    (discovery over the subnet, another DDS profile), they run on loopback only."""
+    (discovery over the subnet, another DDS profile), the processes they start run on loopback
+    only, on Humble (ROS_LOCALHOST_ONLY, Fast DDS 2 reads FASTRTPS_DEFAULT_PROFILES_FILE),
+    Jazzy (Fast DDS 2 too) and Kilted (FASTDDS_DEFAULT_PROFILES_FILE). Before, only the Kilted
+    variables were set."""
+    from tqdm_ros import bench_memory
     from tqdm_ros.bench_node import network_safe_environment
 
     foreign = tmp_path / 'multicast.xml'
     foreign.write_text('<dds/>')
-    monkeypatch.setenv('ROS_AUTOMATIC_DISCOVERY_RANGE', 'SUBNET')
-    monkeypatch.setenv('FASTDDS_DEFAULT_PROFILES_FILE', str(foreign))
+    for name, value in zip(LOOPBACK_VARIABLES, ('SUBNET', '0', str(foreign), str(foreign))):
+        monkeypatch.setenv(name, value)  # also restores them after the test
+    assert bench_memory.network_safe_environment is network_safe_environment
     network_safe_environment()
-    assert os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
-    assert os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] == str(PROFILE)
+    child = subprocess.run(  # started as the benchmarks start the node: inheriting the environment
+        [sys.executable, '-c', 'import json, os, sys; '
+         'print(json.dumps({name: os.environ.get(name) for name in sys.argv[1:]}))',
+         *LOOPBACK_VARIABLES], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(child.stdout) == {
+        'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'ROS_LOCALHOST_ONLY': '1',
+        'FASTDDS_DEFAULT_PROFILES_FILE': str(PROFILE),
+        'FASTRTPS_DEFAULT_PROFILES_FILE': str(PROFILE)}
