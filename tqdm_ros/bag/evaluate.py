@@ -210,8 +210,12 @@ def evaluate_live(bag: str | pathlib.Path, *, context, model: ModelInfo | None =
         scorer = _scorer(table, session.model_classes, count, config)
         wall_s = score_frames(session.frames(), scorer, description='evaluate live',
                               progress=progress)
-    model = model or ModelInfo(name=session.model_classes.name, trained=None,
-                               source=f"segmentation node at {session.run['output_namespace']}")
+    reported = session.model_details  # what the node said about its model on /diagnostics
+    model = model or ModelInfo(name=reported.get('preset', session.model_classes.name), trained=None,
+                               source=reported.get('source') or
+                               f"segmentation node at {session.run['output_namespace']}")
+    model = ModelInfo(name=model.name, source=model.source, trained=model.trained,
+                      details={**reported, **model.details})
     notes = _unpaired_notes(scorer)
     skipped = len(scorer.dropped) - session.confidence_lost
     if skipped:

@@ -193,6 +193,38 @@ class _NodeOutputs:
                     outputs.pop(stamp, None)
 
 
+class _NodeModelStatus:
+    """The model status (preset, device, precision, mode, ...) the node segmenting a camera topic reports on
+    /diagnostics, for the report: the node runs in another process, so this is the only way to know what it ran.
+
+    Args:
+        camera_topic: the camera topic the node subscribes to (absolute name).
+    """
+
+    def __init__(self, camera_topic: str) -> None:
+        self._camera_suffix = ': /' + camera_topic.lstrip('/')
+        self._lock = threading.Lock()
+        self._values: dict[str, str] = {}
+
+    def on_diagnostics(self, msg) -> None:
+        # The node's statuses are '<node>: model' and '<node>: <camera topic>', in one array.
+        nodes = {status.name[:-len(self._camera_suffix)] for status in msg.status
+                 if status.name.endswith(self._camera_suffix)}
+        for status in msg.status:
+            node, _, kind = status.name.rpartition(': ')
+            if kind == 'model' and node in nodes:
+                values = {kv.key: kv.value for kv in status.values}
+                if values.get('preset'):  # a configured node (the finalized one reports none)
+                    with self._lock:
+                        self._values = {'node': node, **values}
+
+    @property
+    def values(self) -> dict[str, str]:
+        """The latest model status of the node (empty when none was heard)."""
+        with self._lock:
+            return dict(self._values)
+
+
 class _Thread(threading.Thread):
     """A thread that keeps the exception of its target for the caller to raise."""
 
@@ -217,9 +249,11 @@ class LiveSession:
     """
 
     def __init__(self, *, model_classes: ClassTable, run: dict, frames: BagFrames,
-                 outputs: _NodeOutputs, replay: _Thread, settle_timeout_s: float) -> None:
+                 outputs: _NodeOutputs, replay: _Thread, settle_timeout_s: float,
+                 model_status: _NodeModelStatus | None = None) -> None:
         self.model_classes = model_classes
         self.run = run
+        self._model_status = model_status
         self._bag_frames = frames
         self._outputs = outputs
         self._replay = replay
@@ -243,6 +277,12 @@ class LiveSession:
                 latency_ms = None if published_ns is None else (arrival_ns - published_ns) * 1e-6
                 yield ScoredFrame(sample=sample, labels=labels, confidence=confidence,
                                   latency_ms=latency_ms)
+
+    @property
+    def model_details(self) -> dict[str, str]:
+        """What the node reported about its model on /diagnostics (preset, checkpoint, device,
+        precision, mode, ...); empty if it reported nothing."""
+        return {} if self._model_status is None else self._model_status.values
 
     @property
     def confidence_lost(self) -> int:
@@ -277,6 +317,7 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
         TimeoutError: no node publishes the outputs or subscribes to the camera topic.
         BagError: the node publishes no valid class table.
     """
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
@@ -295,6 +336,7 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
     camera_type = plan.camera_type
     # Until the replay starts, only the answer to the warm-up frame is awaited.
     outputs = _NodeOutputs(plan.publication_order, wanted=[plan.first_stamp])
+    model_status = _NodeModelStatus(camera_topic)
     player = recorder = None
     threads: list[_Thread] = []
     with spinning_node('tqdm_bag_evaluator', context=context,
@@ -302,6 +344,8 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
         try:
             node.create_subscription(String, f'{namespace}/class_table', outputs.on_class_table,
                                      LATCHED_QOS)
+            node.create_subscription(DiagnosticArray, '/diagnostics', model_status.on_diagnostics,
+                                     10)
             _wait_for_publishers(node, [labels_topic, confidence_topic], live.discovery_timeout_s)
             on_labels, on_camera = outputs.on_labels, outputs.on_camera
             if not MESSAGE_INFO_CALLBACKS:
@@ -343,7 +387,7 @@ def live_node_source(frames: BagFrames, *, context, live: LiveConfig = LiveConfi
             threads[-1].start()
             yield LiveSession(
                 model_classes=model_classes, frames=frames, outputs=outputs, replay=threads[-1],
-                settle_timeout_s=live.settle_timeout_s,
+                settle_timeout_s=live.settle_timeout_s, model_status=model_status,
                 run={'replay_rate': rate, 'rate_chosen_automatically': live.rate is None,
                      'warmup_s': warmup_s, 'camera_topic': camera_topic,
                      'output_namespace': namespace,

@@ -85,6 +85,11 @@ def test_live_at_rate_1_scores_as_offline_and_as_training_evaluate(
     assert fields['live'] == fields['offline'] == fields['dataset']
     assert data['live']['metrics'] == data['offline']['metrics'] == data['dataset']['metrics']
     assert live.run['replay_rate'] == 1.0 and live.model_classes.name == 'cityscapes19'
+    # What the node ran, from its /diagnostics model status (it runs in another process).
+    details = data['live']['model']['details']
+    assert details['preset'] == 'tqdm-tiny-rn' and details['precision'] in ('fp32', 'bf16')
+    assert data['live']['model']['source'] == str(tiny_checkpoint)
+    assert data['live']['model']['name'] == 'tqdm-tiny-rn'
     assert live.latencies_ms.size == NUM_FRAMES and (live.latencies_ms > 0).all()
     recorded = {t.name: t.message_count for t in summarize_bag(tmp_path / 'outputs').topics}
     # The scoring above used every frame; the recorder is a second, independent subscriber whose
@@ -261,6 +266,7 @@ def test_report_tells_lost_confidence_from_frames_the_node_dropped(camvid_bag, m
         model_classes = CAMVID_11
         run = {'replay_rate': 0.5, 'output_namespace': '/camera/segmentation'}
         confidence_lost = 1
+        model_details = {}  # the node reported nothing on /diagnostics
 
         def __init__(self, frames):
             self.bag_frames = frames
@@ -285,3 +291,29 @@ def test_report_tells_lost_confidence_from_frames_the_node_dropped(camvid_bag, m
         'replay slower than rate 0.5',
         f'1 of {NUM_FRAMES} frames got their labels but their confidence message was lost; they '
         'count as dropped')
+
+
+def test_the_model_status_of_the_node_segmenting_the_camera_is_kept():
+    """Two nodes on /diagnostics: only the one whose camera status names the replayed topic counts."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    from tqdm_ros.bag.live_source import _NodeModelStatus
+
+    def status(name, **values):
+        return DiagnosticStatus(name=name, values=[KeyValue(key=k, value=v)
+                                                   for k, v in values.items()])
+
+    model_status = _NodeModelStatus('camera/image_raw')
+    model_status.on_diagnostics(DiagnosticArray(status=[
+        status('/other_node: model', preset='tqdm-eva02-l14'),
+        status('/other_node: /left/image_raw')]))
+    assert model_status.values == {}
+    model_status.on_diagnostics(DiagnosticArray(status=[
+        status('/ns/segmentation_node: model', preset='tqdm-small-rn', precision='bf16'),
+        status('/ns/segmentation_node: /camera/image_raw')]))
+    assert model_status.values == {'node': '/ns/segmentation_node', 'preset': 'tqdm-small-rn',
+                                   'precision': 'bf16'}
+    model_status.on_diagnostics(DiagnosticArray(status=[  # finalized: no model, the last is kept
+        status('/ns/segmentation_node: model', state='finalized'),
+        status('/ns/segmentation_node: /camera/image_raw')]))
+    assert model_status.values['preset'] == 'tqdm-small-rn'
