@@ -20,7 +20,7 @@ What is measured (issue 8):
   and PV; the CPU flash kernel and oneDNN's linear are registered below because torch does not count them).
   Element-wise ops, norms, softmax, grid_sample / embedding_bag (the deformable sampling) and resizes are NOT
   counted: they are memory-bound and small in FLOPs. Each row says which graph in `flops_counted_on`. (Result
-  files without that field counted the plain graph for every row: for the eager rows of the paper presets, whose
+  files without that field counted the plain graph for every row: for the eager rows of the large presets, whose
   Predictor folds the pixel-to-class-text attention, that is 4.0 GFLOPs per 512x512 window more than they run,
   1.1 % of ViT-B/16's count and 2.2 % of RN50's, and their GFLOP/s and % of peak are too high by as much.)
 - Peak: the best rate of a large square product in fp32 and in bf16 at the same thread count, measured in this run
