@@ -85,6 +85,16 @@ CAMVID_11 = ClassTable(
     ),
 )
 
+# CamVid class name -> Cityscapes class name (the mapping the CamVid data documents): CamVid merges traffic lights
+# into "sign-symbol" and riders with their bicycles into "bicyclist", so those map to "traffic sign" and "rider".
+# Used for labels (tqdm_core.data.label_mappings) and for scoring a CamVid model on Cityscapes ground truth
+# (tqdm_core.evaluation); here, free of torch, so both read the one table.
+CAMVID_TO_CITYSCAPES_NAMES: dict[str, str] = {
+    "sky": "sky", "building": "building", "pole": "pole", "road": "road", "sidewalk": "sidewalk",
+    "tree": "vegetation", "sign-symbol": "traffic sign", "fence": "fence", "car": "car", "pedestrian": "person",
+    "bicyclist": "rider",
+}
+
 CLASS_TABLES = {table.name: table for table in (CITYSCAPES_19, CAMVID_11)}
 
 

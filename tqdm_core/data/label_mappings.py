@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tqdm_core.classes import CAMVID_11, CITYSCAPES_19, IGNORE_INDEX
+from tqdm_core.classes import CAMVID_11, CAMVID_TO_CITYSCAPES_NAMES, CITYSCAPES_19, IGNORE_INDEX
 
 # Cityscapes label ids (``*_gtFine_labelIds.png``) -> the 19 train ids. GTA5 labels use the same ids.
 CITYSCAPES_ID_TO_TRAIN_ID: dict[int, int] = {
@@ -51,16 +51,10 @@ MAPILLARY_V12_TO_CITYSCAPES: dict[int, int] = {
 # CamVid (SegNet version) class 11 is "void"; classes 0..10 are CAMVID_11 in order.
 CAMVID_VOID_ID = 11
 CAMVID_TO_CAMVID: dict[int, int] = {index: index for index in range(CAMVID_11.num_classes)}
-# CamVid -> Cityscapes 19 (data/camvid README): CamVid merges traffic lights into sign-symbol and riders with their
-# bicycles, so those two map to "traffic sign" and "rider".
-_CAMVID_NAME_TO_CITYSCAPES_NAME: dict[str, str] = {
-    "sky": "sky", "building": "building", "pole": "pole", "road": "road", "sidewalk": "sidewalk",
-    "tree": "vegetation", "sign-symbol": "traffic sign", "fence": "fence", "car": "car", "pedestrian": "person",
-    "bicyclist": "rider",
-}
+# CamVid -> Cityscapes 19 (data/camvid README), by class name: tqdm_core.classes.CAMVID_TO_CITYSCAPES_NAMES.
 CAMVID_TO_CITYSCAPES: dict[int, int] = {
     CAMVID_11.names.index(source): CITYSCAPES_19.names.index(target)
-    for source, target in _CAMVID_NAME_TO_CITYSCAPES_NAME.items()
+    for source, target in CAMVID_TO_CITYSCAPES_NAMES.items()
 }
 
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from tqdm_core.classes import IGNORE_INDEX, ClassTable
+from tqdm_core.classes import CAMVID_TO_CITYSCAPES_NAMES, IGNORE_INDEX, ClassTable
 
 # Cityscapes (19) class name -> CamVid (11, SegNet version) class name, from the mapping documented with the CamVid
 # data (shared/data/camvid/README.md) read in the model -> ground-truth direction. CamVid merges traffic lights
@@ -45,25 +45,10 @@ CITYSCAPES_TO_CAMVID_NAMES: dict[str, str] = {
     "bicycle": "bicyclist",
 }
 
-# CamVid (11, SegNet version) class name -> Cityscapes (19) class name: the mapping the CamVid data documents
-# (shared/data/camvid/README.md), which `tqdm_core.data.label_mappings` applies to CamVid labels read as
-# ``classes=cityscapes19`` (not imported from there: that package loads torch). A CamVid model scored on Cityscapes
-# ground truth (a bag made with Cityscapes labels, or CamVid labels mapped to the 19 classes) has its "sign-symbol"
-# scored as "traffic sign" and "bicyclist" as "rider", as those labels were mapped. Wall, traffic light, terrain,
-# truck, bus, train, motorcycle and bicycle have no CamVid counterpart: such a model cannot predict them.
-CAMVID_TO_CITYSCAPES_NAMES: dict[str, str] = {
-    "sky": "sky",
-    "building": "building",
-    "pole": "pole",
-    "road": "road",
-    "sidewalk": "sidewalk",
-    "tree": "vegetation",
-    "sign-symbol": "traffic sign",
-    "fence": "fence",
-    "car": "car",
-    "pedestrian": "person",
-    "bicyclist": "rider",
-}
+# A CamVid model scored on Cityscapes ground truth (a bag made with Cityscapes labels, or CamVid labels mapped to the
+# 19 classes) goes through the mapping the CamVid labels themselves go through (`CAMVID_TO_CITYSCAPES_NAMES`): its
+# "sign-symbol" is scored as "traffic sign", "bicyclist" as "rider". Wall, traffic light, terrain, truck, bus, train,
+# motorcycle and bicycle have no CamVid counterpart: such a model cannot predict them.
 
 # (model table name, ground-truth table name) -> class renames used when scoring one on the other.
 KNOWN_RENAMES: dict[tuple[str, str], dict[str, str]] = {
