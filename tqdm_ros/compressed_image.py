@@ -2,14 +2,19 @@
 
 image_transport's ``compressed`` plugin publishes a camera ``<topic>`` as ``<topic>/compressed``
 and writes ``format`` as ``"<raw encoding>; <jpeg|png> compressed <encoding of the data>"``, e.g.
-``"rgb8; jpeg compressed bgr8"``; older drivers write only ``"jpeg"`` or ``"png"``. The data is a
-standard JPEG or PNG stream either way, which OpenCV decodes to BGR (or grey).
+``"rgb8; jpeg compressed bgr8"``; older drivers write only ``"jpeg"`` or ``"png"``. The encoder
+stores the array it is given as if it were BGR, so the channel order of the decoded array is the
+one the data encoding names: BGR unless it names RGB (``"rgb8; png compressed rgb8"``: the
+publisher encoded RGB bytes as they were), which is how image_transport's subscriber reads it.
+The plugin compresses images of other encodings (Bayer mosaics, depth) too, writing only
+``"<encoding>; png compressed "``: those are refused, as their raw form is.
 
 The frame size is read from the PNG ``IHDR`` chunk or the JPEG frame header (``SOF``) before a
 pixel is decoded (:func:`check_compressed_layout`, a few byte reads), so the subscription callback
 can reject a frame whose header declares an absurd size before OpenCV allocates it, and a stream
-that is cut short (no JPEG end-of-image marker, no PNG ``IEND`` chunk) is rejected instead of
-being decoded into a half-grey picture.
+that is cut short (no JPEG end-of-image marker after the image data, no PNG ``IEND`` chunk) is
+rejected instead of being decoded into a half-grey picture. Bytes after the end (padding of a
+fixed-size capture buffer) are allowed, as decoders ignore them.
 """
 
 from typing import NamedTuple
@@ -36,6 +41,10 @@ _JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE_MARKERS = frozenset([0x01, *range(0xD0, 0xD8)])  # no length field
 _JPEG_SCAN_OR_END = frozenset([0xDA, 0xD9])
 _FORMAT_CODECS = {'jpeg': 'jpeg', 'jpg': 'jpeg', 'png': 'png'}
+# Encodings of camera frames, the ones a format may name before ';' (image_conversion.ENCODINGS
+# plus the 16-bit colour ones a PNG can hold).
+CAMERA_ENCODINGS = frozenset(
+    ['rgb8', 'bgr8', 'rgba8', 'bgra8', 'rgb16', 'bgr16', 'rgba16', 'bgra16', 'mono8', 'mono16'])
 
 
 class CompressedLayout(NamedTuple):
@@ -46,34 +55,55 @@ class CompressedLayout(NamedTuple):
     height: int
 
 
-def codec_named_by(image_format: str) -> str:
-    """Codec named by a ``format`` string, or '' when it names none.
+class CompressedFormat(NamedTuple):
+    """What a ``format`` string says; empty fields where it says nothing (``"jpeg"``)."""
+
+    encoding: str  # the raw encoding before compression, e.g. 'rgb8'
+    codec: str  # 'jpeg', 'png' or ''
+    channel_order: str  # of the decoded colour array: 'rgb' or 'bgr'
+
+
+def read_format(image_format: str) -> CompressedFormat:
+    """Parse a CompressedImage ``format`` string.
 
     Raises:
-        ImageConversionError: a depth stream (``compressedDepth``) or a codec other than JPEG and
-            PNG (``theora``, ``h264``, ...).
+        ImageConversionError: a depth stream (``compressedDepth``), an encoding before ';' that is
+            not a colour or grey camera image (Bayer, depth, YUV), or a codec other than JPEG
+            and PNG (``theora``, ``h264``, ...).
     """
-    text = image_format.strip().lower()
-    if 'compresseddepth' in text:
+    text = image_format.strip()
+    if 'compresseddepth' in text.lower():
         raise ImageConversionError(
             f'format {image_format!r} is a compressedDepth stream (a depth image), not a '
             'camera image; subscribe to the colour or grey camera topic')
-    # "rgb8; jpeg compressed bgr8" -> "jpeg"; "png" -> "png".
-    words = text.split(';', 1)[-1].split()
+    # "rgb8; jpeg compressed bgr8" -> encoding "rgb8", words ["jpeg", "compressed", "bgr8"].
+    encoding, _, description = text.rpartition(';')
+    encoding = encoding.strip()
+    if encoding and encoding.lower() not in CAMERA_ENCODINGS:
+        raise ImageConversionError(
+            f'format {image_format!r}: the compressed image is {encoding}, not a colour or grey '
+            f'camera image (expected one of {sorted(CAMERA_ENCODINGS)}); subscribe to the '
+            'rectified colour topic (image_proc debayers mosaics) or republish it')
+    words = description.lower().split()
     if not words:
-        return ''
+        return CompressedFormat(encoding, '', 'bgr')
     codec = _FORMAT_CODECS.get(words[0])
     if codec is None:
         raise ImageConversionError(
             f'unsupported compressed format {image_format!r}; expected JPEG or PNG as '
             "image_transport's compressed plugin writes them, e.g. 'rgb8; jpeg compressed "
             "bgr8' (republish other codecs as sensor_msgs/Image)")
-    return codec
+    data_encoding = words[-1] if len(words) >= 3 and words[1] == 'compressed' else ''
+    return CompressedFormat(encoding, codec, 'rgb' if data_encoding.startswith('rgb') else 'bgr')
 
 
-def _jpeg_size(data: memoryview) -> tuple[int, int]:
-    """(width, height) from the first JPEG start-of-frame segment."""
-    position, size = 2, len(data)
+def _jpeg_header(data: memoryview) -> tuple[int, int, int]:
+    """(width, height, offset of the image data) from the JPEG segments before the first scan.
+
+    Segments are skipped by their length, so an EXIF thumbnail (a whole JPEG inside APP1, with its
+    own frame header and end marker) is never mistaken for the image.
+    """
+    position, size, frame = 2, len(data), None
     while position + 4 <= size:
         if data[position] != 0xFF:
             break
@@ -85,15 +115,16 @@ def _jpeg_size(data: memoryview) -> tuple[int, int]:
             position += 2
             continue
         if marker in _JPEG_SCAN_OR_END:
+            if marker == 0xDA and frame is not None:
+                return (*frame, position)
             break
-        if marker in _JPEG_FRAME_MARKERS and position + 9 <= size:
+        if marker in _JPEG_FRAME_MARKERS and frame is None and position + 9 <= size:
             # Segment: FF Cn, length (2), precision (1), height (2), width (2), big-endian.
-            height = data[position + 5] << 8 | data[position + 6]
-            width = data[position + 7] << 8 | data[position + 8]
-            return width, height
+            frame = (data[position + 7] << 8 | data[position + 8],
+                     data[position + 5] << 8 | data[position + 6])
         position += 2 + (data[position + 2] << 8 | data[position + 3])
     raise ImageConversionError(
-        'JPEG data has no readable frame header (SOF) before the image data: corrupt or '
+        'JPEG data has no readable frame header (SOF) and image data (SOS): corrupt or '
         'truncated')
 
 
@@ -121,7 +152,7 @@ def check_compressed_layout(msg: CompressedImage, *,
             or not the codec the format names, an empty, oversized or truncated payload, or a
             declared size of zero or above ``max_pixels``.
     """
-    named = codec_named_by(msg.format)
+    named = read_format(msg.format).codec
     data = memoryview(msg.data).cast('B')
     if len(data) == 0:
         raise ImageConversionError('compressed image with no data')
@@ -143,11 +174,14 @@ def check_compressed_layout(msg: CompressedImage, *,
         raise ImageConversionError(
             f'format {msg.format!r} names {named} but the data is a {codec} stream; fix the '
             'publisher, the format field must describe the data')
-    width, height = _jpeg_size(data) if codec == 'jpeg' else _png_size(data)
+    if codec == 'jpeg':
+        width, height, image_data_start = _jpeg_header(data)
+    else:
+        (width, height), image_data_start = _png_size(data), 33  # after the IHDR chunk
     check_image_size(width, height, max_pixels, what=f'{codec} image')
-    # A JPEG ends with the end-of-image marker (some encoders pad with zero bytes after it).
-    ending = bytes(data[-64:]).rstrip(b'\x00') if codec == 'jpeg' else bytes(data[-8:])
-    if not ending.endswith(_JPEG_END if codec == 'jpeg' else _PNG_END):
+    # Inside JPEG image data 0xFF is always followed by 0x00 or a restart marker, so the
+    # end-of-image marker cannot occur there by chance; a PNG's IEND chunk carries a fixed CRC.
+    if bytes(data).rfind(_JPEG_END if codec == 'jpeg' else _PNG_END) < image_data_start:
         raise ImageConversionError(
             f'{codec} data of {len(data)} bytes has no end marker: truncated in transit')
     return CompressedLayout(codec, width, height)
@@ -165,14 +199,16 @@ def compressed_to_rgb8(msg: CompressedImage, *,
         max_pixels: largest accepted ``width * height``.
 
     Returns:
-        (image, channel_order): image (H, W, 3) uint8 C-contiguous; channel_order ``'bgr'`` for
-        colour streams (OpenCV's order), ``'rgb'`` for grey ones (all channels equal).
+        (image, channel_order): image (H, W, 3) uint8 C-contiguous; channel_order as the format's
+        data encoding names it for colour streams (``'bgr'`` unless it names RGB; OpenCV's
+        order for a standard file), ``'rgb'`` for grey ones (all channels equal).
 
     Raises:
         ImageConversionError: see :func:`check_compressed_layout`, or data OpenCV cannot
             decode, or a decoded size that differs from the header's.
     """
     layout = check_compressed_layout(msg, max_pixels=max_pixels)
+    channel_order = read_format(msg.format).channel_order
     try:
         decoded = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as error:  # OpenCV checks some header fields outside its decoders
@@ -185,8 +221,7 @@ def compressed_to_rgb8(msg: CompressedImage, *,
         raise ImageConversionError(
             f'{layout.codec} data decoded to {decoded.shape[1]}x{decoded.shape[0]} pixels but '
             f'its header declares {layout.width}x{layout.height}')
-    channel_order = 'rgb' if decoded.ndim == 2 else 'bgr'
-    return three_channel_uint8(decoded), channel_order
+    return three_channel_uint8(decoded), 'rgb' if decoded.ndim == 2 else channel_order
 
 
 def compress_rgb8(image: np.ndarray, codec: str, *, jpeg_quality: int = 95,

@@ -34,6 +34,10 @@ ENCODINGS = {
     'bgra8': EncodingLayout(np.dtype(np.uint8), 4),
     'mono8': EncodingLayout(np.dtype(np.uint8), 1),
     'mono16': EncodingLayout(np.dtype(np.uint16), 1),
+    'rgb16': EncodingLayout(np.dtype(np.uint16), 3),
+    'bgr16': EncodingLayout(np.dtype(np.uint16), 3),
+    'rgba16': EncodingLayout(np.dtype(np.uint16), 4),
+    'bgra16': EncodingLayout(np.dtype(np.uint16), 4),
     '32FC1': EncodingLayout(np.dtype(np.float32), 1),
     '32FC3': EncodingLayout(np.dtype(np.float32), 3),
 }
@@ -177,7 +181,7 @@ def image_to_rgb8(msg: Image, *,
                   max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
     """Decode a camera image into the 3-channel uint8 array the Predictor takes.
 
-    ``mono8`` is repeated over three channels, ``mono16`` is scaled by 1/257 (full 16-bit range
+    ``mono8`` is repeated over three channels, 16-bit images are scaled by 1/257 (full 16-bit range
     to 0..255), float images are read as intensities in [0, 1] (the convention of cv_bridge and
     RViz for ``32FC*``) and clipped to it, alpha is dropped. Colour images keep their channel
     order and say which it is, so BGR cameras cost no extra copy here (the Predictor flips).

@@ -6,8 +6,7 @@ import pytest
 from sensor_msgs.msg import CompressedImage
 
 from tqdm_ros.compressed_image import (
-    check_compressed_layout, codec_named_by, compress_rgb8, compressed_to_rgb8,
-    MAX_BYTES_PER_PIXEL)
+    check_compressed_layout, compress_rgb8, compressed_to_rgb8, MAX_BYTES_PER_PIXEL, read_format)
 from tqdm_ros.image_conversion import ImageConversionError
 
 RNG = np.random.default_rng(5)
@@ -28,24 +27,73 @@ def encoded(array: np.ndarray, extension: str, *parameters) -> bytes:
     return data.tobytes()
 
 
-@pytest.mark.parametrize('image_format, codec', [
-    ('rgb8; jpeg compressed bgr8', 'jpeg'), ('bgr8; png compressed bgr8', 'png'),
-    ('mono8; jpeg compressed mono8', 'jpeg'), ('jpeg', 'jpeg'), ('PNG', 'png'), ('jpg', 'jpeg'),
-    ('', ''), ('rgb8;', ''),
+@pytest.mark.parametrize('image_format, expected', [
+    ('rgb8; jpeg compressed bgr8', ('rgb8', 'jpeg', 'bgr')),
+    ('bgr8; png compressed bgr8', ('bgr8', 'png', 'bgr')),
+    ('rgb8; png compressed rgb8', ('rgb8', 'png', 'rgb')),
+    ('RGBA8 ;  PNG Compressed RGBA8 ', ('RGBA8', 'png', 'rgb')),
+    ('rgb16; png compressed bgr16', ('rgb16', 'png', 'bgr')),
+    ('mono8; jpeg compressed mono8', ('mono8', 'jpeg', 'bgr')),
+    ('mono16; png compressed ', ('mono16', 'png', 'bgr')),
+    ('jpeg', ('', 'jpeg', 'bgr')), ('PNG', ('', 'png', 'bgr')), ('jpg', ('', 'jpeg', 'bgr')),
+    ('', ('', '', 'bgr')), ('rgb8;', ('rgb8', '', 'bgr')),
 ])
-def test_codec_named_by_image_transport_formats(image_format, codec):
-    assert codec_named_by(image_format) == codec
+def test_read_format_of_image_transport_formats(image_format, expected):
+    assert read_format(image_format) == expected
 
 
 @pytest.mark.parametrize('image_format, message_part', [
     ('16UC1; compressedDepth png', 'compressedDepth stream (a depth image)'),
     ('theora', "unsupported compressed format 'theora'"),
     ('rgb8; tiff compressed bgr8', 'expected JPEG or PNG'),
+    # image_transport compresses non-colour encodings as they are and names no data encoding.
+    ('bayer_rggb8; png compressed ', 'the compressed image is bayer_rggb8, not a colour or grey'),
+    ('16UC1; png compressed ', 'the compressed image is 16UC1'),
+    ('32FC1; png compressed ', 'the compressed image is 32FC1'),
+    ('yuv422; jpeg compressed ', 'the compressed image is yuv422'),
 ])
 def test_formats_that_are_not_camera_jpeg_or_png_are_refused(image_format, message_part):
     with pytest.raises(ImageConversionError) as error:
-        codec_named_by(image_format)
+        read_format(image_format)
     assert message_part in str(error.value)
+
+
+def test_the_data_encoding_of_the_format_sets_the_channel_order():
+    """A publisher that hands RGB bytes to the encoder writes 'compressed rgb8'; the standard
+    plugin converts to BGR first and writes 'compressed bgr8'. Both decode to the same RGB."""
+    rgb_as_is = message(encoded(RGB, '.png'), 'rgb8; png compressed rgb8')
+    converted = message(encoded(RGB[:, :, ::-1], '.png'), 'rgb8; png compressed bgr8')
+    plain_file = message(encoded(RGB[:, :, ::-1], '.png'), 'png')
+    for msg, order in ((rgb_as_is, 'rgb'), (converted, 'bgr'), (plain_file, 'bgr')):
+        image, channel_order = compressed_to_rgb8(msg)
+        assert channel_order == order
+        np.testing.assert_array_equal(image if order == 'rgb' else image[:, :, ::-1], RGB)
+
+
+def test_bytes_after_the_end_of_the_stream_are_accepted():
+    """Fixed-size capture buffers leave padding or stale bytes after the end marker."""
+    jpeg, _ = compress_rgb8(RGB, 'jpeg')
+    png, _ = compress_rgb8(RGB, 'png')
+    expected_jpeg, _ = compressed_to_rgb8(message(jpeg, 'jpeg'))
+    for data, codec in ((jpeg, 'jpeg'), (png, 'png')):
+        for trailer in (bytes(300), b'\x12\x34' * 50):
+            image, _ = compressed_to_rgb8(message(data + trailer, codec))
+            if codec == 'jpeg':
+                np.testing.assert_array_equal(image, expected_jpeg)
+            else:
+                np.testing.assert_array_equal(image[:, :, ::-1], RGB)
+
+
+def test_the_end_marker_of_an_exif_thumbnail_does_not_hide_a_truncated_jpeg():
+    """An EXIF thumbnail is a whole JPEG (with its own end marker) inside the APP1 segment."""
+    thumbnail = encoded(RGB[::4, ::4, ::-1].copy(), '.jpg')
+    payload = b'Exif\x00\x00' + thumbnail
+    app1 = b'\xff\xe1' + (len(payload) + 2).to_bytes(2, 'big') + payload
+    jpeg, _ = compress_rgb8(RGB, 'jpeg')
+    with_thumbnail = jpeg[:2] + app1 + jpeg[2:]
+    assert check_compressed_layout(message(with_thumbnail, 'jpeg')) == ('jpeg', 52, 36)
+    with pytest.raises(ImageConversionError, match='no end marker: truncated'):
+        check_compressed_layout(message(with_thumbnail[:len(with_thumbnail) - 200], 'jpeg'))
 
 
 def test_png_round_trip_is_exact_and_keeps_the_size():
@@ -102,8 +150,9 @@ def bad_messages():
         (message(b'', 'jpeg'), 'compressed image with no data'),
         (message(b'GIF89a' + bytes(40), 'jpeg'), 'neither a JPEG nor a PNG stream'),
         (message(png, 'rgb8; jpeg compressed bgr8'), 'names jpeg but the data is a png stream'),
-        (message(jpeg[:len(jpeg) // 2], 'jpeg'), 'jpeg data of'),
-        (message(png[:len(png) - 20], 'png'), 'png data of'),
+        (message(jpeg[:len(jpeg) - 40], 'jpeg'), 'no end marker: truncated'),
+        (message(jpeg[:len(jpeg) // 2], 'jpeg'), 'corrupt or truncated'),  # inside the tables
+        (message(png[:len(png) - 20], 'png'), 'no end marker: truncated'),
         (message(jpeg[:2] + b'\xff\xda' + bytes(100), 'jpeg'), 'no readable frame header'),
         (message(png[:20], 'png'), 'no IHDR header chunk'),
         (message(png_declaring(100_000, 100_000), 'png'), 'exceeds the limit'),

@@ -90,6 +90,18 @@ def test_colour_images_keep_their_channel_order_and_drop_alpha(encoding, order):
     np.testing.assert_array_equal(image, array[:, :, :3])
 
 
+@pytest.mark.parametrize('encoding, order', [('rgb16', 'rgb'), ('bgr16', 'bgr'),
+                                             ('rgba16', 'rgb'), ('bgra16', 'bgr')])
+def test_sixteen_bit_colour_images_are_scaled_like_mono16(encoding, order):
+    """v -> round(v / 257) per channel, as for mono16: 257 * 200 -> 200, 65535 -> 255."""
+    array = np.zeros((2, 3, ENCODINGS[encoding].channels), dtype=np.uint16)
+    array[0, 0, :3] = [257 * 200, 65535, 129]
+    image, channel_order = image_to_rgb8(numpy_to_image(array, encoding))
+    assert channel_order == order and image.dtype == np.uint8 and image.shape == (2, 3, 3)
+    np.testing.assert_array_equal(image[0, 0], [200, 255, 1])
+    assert not image[1:].any()
+
+
 def test_mono_and_float_images_become_grey_rgb():
     """mono16 v -> round(v / 257): 0 -> 0, 128 -> 0, 129 -> 1, 65535 -> 255.
 
