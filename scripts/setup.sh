@@ -8,8 +8,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.requirements.sha
-# The editable install maps the package folders present at install time: a new one triggers a reinstall.
-want=$( (sha256sum requirements.txt setup.py; ls -d */) | sha256sum | cut -d' ' -f1)
+# What the install depends on: the pinned requirements, the package definition, and the package folders
+# (top-level folders with an __init__.py) that the editable install maps at install time, so a new one
+# triggers a reinstall. Other folders (runs/, outputs, data) change nothing installed.
+want=$( (sha256sum requirements.txt setup.py setup.cfg; ls -d */__init__.py) | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install --disable-pip-version-check -q -r requirements.txt
   .venv/bin/pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
