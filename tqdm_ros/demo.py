@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from tqdm_core.default_model import DEFAULT
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SAMPLE_FRAMES = REPO_ROOT / 'data' / 'camvid_sample'
 NODE_PARAMS = REPO_ROOT / 'config' / 'segment.yaml'
@@ -74,8 +76,11 @@ def check_network_safety() -> None:
 
 def node_command(config: DemoConfig) -> list[str]:
     """Command line of the segmentation node for the demo."""
-    # The node's spelling: input_scale 0 means the checkpoint's recommended scale.
-    parameters = [f'checkpoint:={config.checkpoint}', f'input_topics:=[{CAMERA_TOPIC}]',
+    # The node runs in the repository: a checkpoint path given relative to the caller's folder
+    # becomes absolute. The node's spelling: input_scale 0 means the checkpoint's scale.
+    checkpoint = (config.checkpoint if config.checkpoint == DEFAULT
+                  else os.path.abspath(config.checkpoint))
+    parameters = [f'checkpoint:={checkpoint}', f'input_topics:=[{CAMERA_TOPIC}]',
                   f'input_scale:={float(config.scale or 0.0)}']
     return [sys.executable, '-m', 'tqdm_ros.segmentation_node', '--ros-args',
             '--params-file', str(NODE_PARAMS)] + [
@@ -136,7 +141,7 @@ def run_demo(config: DemoConfig) -> pathlib.Path:
     from tqdm_ros.bag.make_bag import find_frames, make_bag, MakeBagConfig
 
     check_network_safety()
-    checkpoint = resolve_checkpoint(config.checkpoint)
+    checkpoint = resolve_checkpoint(config.checkpoint).absolute()
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint '{checkpoint}' does not exist")
     model = ModelInfo(name=checkpoint.stem, source=str(checkpoint), trained=True)
@@ -205,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='python -m tqdm_ros.demo', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-o', '--output', type=pathlib.Path,
-                        help='folder to create '
-                             '(default: runs/demo/<date-time> in the working folder)')
+                        help='folder to create, relative to the working folder '
+                             '(default: runs/demo/<date-time> there)')
     parser.add_argument('--checkpoint', default='default',
                         help="model file for the node (default: 'default', the shipped model)")
     parser.add_argument('--frames', type=int, help='use only the first N sample frames')
@@ -220,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--node-timeout', type=float, default=300.0)
     args = parser.parse_args(argv)
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
-    config = DemoConfig(output=args.output or pathlib.Path('runs', 'demo', stamp),
+    # Absolute, so the report and the final message say where the folder is.
+    output = (args.output or pathlib.Path('runs', 'demo', stamp)).absolute()
+    config = DemoConfig(output=output,
                         checkpoint=args.checkpoint, num_frames=args.frames, rate=args.rate,
                         scale=args.scale, node_timeout_s=args.node_timeout)
     try:

@@ -26,9 +26,25 @@ def test_input_scale_is_read_as_scale_with_a_notice(monkeypatch, capsys):
     assert 'deprecated' in capsys.readouterr().err
 
 
-def test_default_output_is_under_runs_of_the_working_folder(monkeypatch):
+def test_default_output_is_under_runs_of_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     seen = []
     monkeypatch.setattr(demo, 'run_demo', lambda config: seen.append(config) or pathlib.Path())
     assert demo.main([]) == 0
-    assert seen[0].output.parts[:2] == ('runs', 'demo') and not seen[0].output.is_absolute()
+    assert seen[0].output.parent == tmp_path / 'runs' / 'demo'
     assert seen[0].scale is None
+
+
+def test_paths_are_read_in_the_working_folder_and_printed_absolute(tmp_path, monkeypatch,
+                                                                  capsys):
+    """`-o myout --checkpoint model.pt` given in a folder mean that folder's files, though the
+    node runs in the repository; the final message names the folder by its absolute path."""
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    monkeypatch.setattr(demo, 'run_demo', lambda config: seen.append(config) or config.output)
+    assert demo.main(['-o', 'myout', '--checkpoint', 'model.pt']) == 0
+    assert seen[0].output == tmp_path / 'myout'
+    assert capsys.readouterr().out.rstrip().endswith(
+        f'report and pictures in {tmp_path / "myout"}')
+    assert f'checkpoint:={tmp_path / "model.pt"}' in demo.node_command(seen[0])
+    assert 'checkpoint:=default' in demo.node_command(demo.DemoConfig(output=tmp_path))

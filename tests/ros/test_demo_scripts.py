@@ -67,3 +67,15 @@ def test_a_second_set_up_only_checks_though_runs_appeared(tmp_path):
         requirements.write('tomli==2.0.1\n')
     run(setup, cwd=checkout)
     assert len(calls(checkout, 'pip')) == 6
+
+
+def test_demo_runs_in_the_folder_it_was_called_from(tmp_path):
+    """`-o myout` given in another folder means that folder's myout, not the repository's: the
+    set-up runs in the checkout, the demo in the caller's folder."""
+    checkout = make_checkout(tmp_path / 'checkout')
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    run(checkout / 'scripts' / 'demo.sh', '-o', 'myout', cwd=elsewhere)
+    assert [call.split('|')[0] for call in calls(checkout, 'pip')] == [f'/pip {checkout}'] * 2
+    (demo,) = calls(checkout, 'python')
+    assert demo == f'/python {elsewhere}|-m tqdm_ros.demo -o myout'
