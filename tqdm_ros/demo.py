@@ -193,6 +193,25 @@ def _scale(text: str | float) -> float:
     return value
 
 
+def _frames(text: str) -> int:
+    """--frames checked before anything starts, as ``tqdm-bag make`` checks --limit."""
+    from tqdm_ros.bag.cli import frame_count
+
+    return frame_count(text)
+
+
+def _rate(text: str) -> float:
+    """--rate checked before anything starts, with the live evaluation's own check."""
+    from tqdm_ros.bag.live_source import LiveConfig
+
+    try:
+        value = float(text)
+        LiveConfig(rate=value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
 class _DeprecatedInputScale(argparse.Action):
     """``--input-scale`` (0: the checkpoint's scale), the old name of ``--scale``."""
 
@@ -214,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                              '(default: runs/demo/<date-time> there)')
     parser.add_argument('--checkpoint', default='default',
                         help="model file for the node (default: 'default', the shipped model)")
-    parser.add_argument('--frames', type=int, help='use only the first N sample frames')
-    parser.add_argument('--rate', type=float,
+    parser.add_argument('--frames', type=_frames, help='use only the first N sample frames')
+    parser.add_argument('--rate', type=_rate,
                         help="replay speed factor (default: matched to the node's speed)")
     parser.add_argument('--scale', type=_scale,
                         help="the node's input resize factor, e.g. 0.5 for speed on a CPU "

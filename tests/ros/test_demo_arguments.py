@@ -1,4 +1,5 @@
-"""The demo refuses a bad scale before it starts anything; --input-scale is a deprecated alias."""
+"""The demo refuses a bad scale, frame count or rate before it starts anything; --input-scale is a
+deprecated alias."""
 import pathlib
 
 import pytest
@@ -14,6 +15,23 @@ def test_bad_scale_is_refused_before_anything_starts(argv, tmp_path, monkeypatch
         demo.main(argv)
     assert exit_info.value.code == 2
     assert 'scale' in capsys.readouterr().err
+    assert not any(tmp_path.iterdir()), 'the demo created files before refusing its arguments'
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--frames', '-1'], 'frames'), (['--frames', '0'], 'frames'), (['--frames', 'two'], 'frames'),
+    (['--rate', '0'], 'rate'), (['--rate', '-2'], 'rate'), (['--rate', 'fast'], 'rate')])
+def test_bad_frames_or_rate_are_refused_before_anything_starts(argv, message, tmp_path,
+                                                               monkeypatch, capsys):
+    """--frames -1 used to score 5 of 6 frames (frames[:-1]); --rate 0 was refused only after
+    the bag was made and the node had loaded its model."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(demo, 'run_demo', lambda config: pytest.fail('the demo started'))
+    with pytest.raises(SystemExit) as exit_info:
+        demo.main(argv)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f'argument --{message}' in error and argv[1] in error
     assert not any(tmp_path.iterdir()), 'the demo created files before refusing its arguments'
 
 

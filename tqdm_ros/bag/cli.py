@@ -27,6 +27,17 @@ from tqdm_ros.bag.make_bag import MakeBagConfig, STORAGES
 _DEFAULTS = MakeBagConfig()
 
 
+def frame_count(text: str) -> int:
+    """Argument type of frame counts (``--limit``, the demo's ``--frames``): a number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
+    return value
+
+
 def _add_make(subparsers) -> None:
     parser = subparsers.add_parser(
         'make', help='build a bag from an image folder and optional ground-truth labels',
@@ -51,7 +62,7 @@ def _add_make(subparsers) -> None:
     parser.add_argument('--image-topic', default=_DEFAULTS.image_topic)
     parser.add_argument('--label-topic', default=_DEFAULTS.label_topic)
     parser.add_argument('--class-table-topic', default=_DEFAULTS.class_table_topic)
-    parser.add_argument('--limit', type=int, help='write only the first N frames')
+    parser.add_argument('--limit', type=frame_count, help='write only the first N frames')
     parser.add_argument('--start-time', type=float,
                         help='stamp of the first frame, seconds since the epoch (default: now)')
     parser.add_argument('--jitter-ms', type=float, default=_DEFAULTS.stamp_jitter_ms,
@@ -158,7 +169,7 @@ def _add_evaluate(subparsers) -> None:
     topics.add_argument('--gt-classes',
                         help='class table of the labels when the bag has no class-table topic: '
                              'cityscapes19, camvid11 or a JSON file')
-    parser.add_argument('--limit', type=int, help='score only the first N frames')
+    parser.add_argument('--limit', type=frame_count, help='score only the first N frames')
     parser.add_argument('--num-overlays', type=int, default=4,
                         help='frames in overlays.png (0: none)')
     live = parser.add_argument_group('live')

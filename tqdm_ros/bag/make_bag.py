@@ -403,8 +403,11 @@ def make_bag(frames: FrameSource, output: str | pathlib.Path, *,
 
     Raises:
         FileExistsError: ``output`` exists.
-        ValueError: an image or label is unreadable, or a label does not fit its image.
+        ValueError: ``limit`` is below 1, an image or label is unreadable, or a label does not
+            fit its image.
     """
+    if limit is not None and limit < 1:
+        raise ValueError(f'limit must be >= 1 or None, got {limit}')
     output = pathlib.Path(output)
     pairs = frames.frames[:limit] if limit is not None else frames.frames
     if not pairs:

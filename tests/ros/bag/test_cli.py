@@ -38,6 +38,19 @@ def test_bad_input_exits_1_with_a_clear_message(tmp_path, capsys, argv, message)
     assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.parametrize('command', ['make', 'evaluate'])
+@pytest.mark.parametrize('limit', ['-1', '0', 'all'])
+def test_a_limit_below_one_is_refused_by_the_parser(tmp_path, capsys, command, limit):
+    """--limit -1 used to write all frames but the last (frames[:-1])."""
+    root = write_camvid(tmp_path / 'camvid', 2)
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, str(root), '-o', str(tmp_path / 'out'), '--limit', limit])
+    assert exit_info.value.code == 2
+    assert f"argument --limit: expected a whole number >= 1, got '{limit}'" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / 'out').exists()
+
+
 @pytest.fixture
 def keep_signal_handlers():
     """Give pytest its SIGINT/SIGTERM handlers back after the replay command replaced them."""

@@ -240,3 +240,11 @@ def test_committed_camvid_sample_makes_a_bag(tmp_path):
     assert [f.image.shape for f in got] == [(360, 480, 3)] * 6
     for frame, pair in zip(got, frames.frames):
         np.testing.assert_array_equal(frame.label, _camvid_ids(pair.label_path))
+
+
+@pytest.mark.parametrize('limit', [-1, 0])
+def test_a_limit_below_one_is_refused(camvid_root, tmp_path, limit):
+    """A negative limit used to slice off frames from the end (frames[:-1])."""
+    with pytest.raises(ValueError, match=f'limit must be >= 1 or None, got {limit}'):
+        make_bag(find_frames(camvid_root), tmp_path / 'bag', limit=limit)
+    assert not (tmp_path / 'bag').exists()
