@@ -111,15 +111,66 @@ def _tail(log: pathlib.Path, lines: int = 20) -> str:
     return '\n'.join(text.splitlines()[-lines:])
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """SIGINT (the node shuts down cleanly), SIGKILL if it hangs."""
-    if process.poll() is None:
+@dataclass(frozen=True)
+class NodeExit:
+    """How the segmentation node's process ended.
+
+    Attributes:
+        returncode: its exit code; negative: minus the number of the signal that ended it.
+        stop: what the demo did: 'SIGINT' (asked it to shut down), 'SIGKILL' (it had not
+            ended within the grace time after SIGINT) or 'none' (it had ended by itself).
+    """
+
+    returncode: int
+    stop: str
+
+    @property
+    def clean(self) -> bool:
+        """True when the node shut down on request with exit code 0."""
+        return self.stop == 'SIGINT' and self.returncode == 0
+
+    def describe(self) -> str:
+        """One sentence for node.log and, unless clean, the summary's warnings."""
+        if self.stop == 'SIGKILL':
+            return 'the segmentation node did not stop after SIGINT and was killed (SIGKILL)'
+        if self.clean:
+            return 'the segmentation node shut down on SIGINT with exit code 0'
+        if self.returncode < 0:
+            try:
+                name = signal.Signals(-self.returncode).name
+            except ValueError:
+                name = str(-self.returncode)
+            how = f'was ended by signal {name}'
+        else:
+            how = f'exited with code {self.returncode}'
+        when = 'after SIGINT' if self.stop == 'SIGINT' else 'before the demo stopped it'
+        return f'the segmentation node {how} {when}'
+
+
+def _stop(process: subprocess.Popen, log: pathlib.Path, grace_s: float = 30.0) -> NodeExit:
+    """SIGINT (the node shuts down cleanly), SIGKILL if it hangs; say how it ended in the log."""
+    if process.poll() is not None:
+        ended = NodeExit(returncode=process.returncode, stop='none')
+    else:
         process.send_signal(signal.SIGINT)
         try:
-            process.wait(30)
+            process.wait(grace_s)
+            ended = NodeExit(returncode=process.returncode, stop='SIGINT')
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+            ended = NodeExit(returncode=process.returncode, stop='SIGKILL')
+    with open(log, 'a') as log_file:
+        log_file.write(f'[demo] {ended.describe()}\n')
+    return ended
+
+
+def with_node_exit(report, ended: NodeExit):
+    """The report with how the node ended in its run record, and a warning unless clean."""
+    notes = report.notes if ended.clean else (*report.notes, f'{ended.describe()}; see node.log')
+    return dataclasses.replace(
+        report, notes=notes,
+        run={**report.run, 'node_exit': {'returncode': ended.returncode, 'stop': ended.stop}})
 
 
 def run_demo(config: DemoConfig) -> pathlib.Path:
@@ -168,15 +219,16 @@ def run_demo(config: DemoConfig) -> pathlib.Path:
                 live=LiveConfig(rate=config.rate, output_namespace=NODE_OUTPUT_NAMESPACE,
                                 warmup_timeout_s=config.node_timeout_s,
                                 settle_timeout_s=config.node_timeout_s))
-            # The report names the bag where it will be, not where it is staged.
-            report = dataclasses.replace(report, source=str(config.output / bag.name))
-            write_report_files(report, staging)
         except BaseException:
             print(f'demo failed; the node log ended with:\n{_tail(log)}', file=sys.stderr)
             raise
         finally:
-            _stop(process)
+            ended = _stop(process, log)
             rclpy.shutdown(context=context)
+        # The report names the bag where it will be, not where it is staged.
+        report = with_node_exit(dataclasses.replace(report, source=str(config.output / bag.name)),
+                                ended)
+        write_report_files(report, staging)
     print(format_summary(report))
     return config.output
 

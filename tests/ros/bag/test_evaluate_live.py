@@ -138,6 +138,10 @@ def test_demo_runs_the_shipped_model(tmp_path, capsys):
         assert (output / name).stat().st_size > 0, name
     assert summarize_bag(output / 'node_outputs_bag').message_count > 0
     assert (output / 'node.log').is_file() and (output / 'summary.md').is_file()
+    # How the node ended: its log says so, the report keeps it, no warning when it was clean.
+    assert (output / 'node.log').read_text().splitlines()[-1] == (
+        '[demo] the segmentation node shut down on SIGINT with exit code 0')
+    assert report['run']['node_exit'] == {'returncode': 0, 'stop': 'SIGINT'}
     assert [p.name for p in tmp_path.iterdir()] == ['demo']
 
 
