@@ -187,7 +187,7 @@ def run_demo(config: DemoConfig) -> pathlib.Path:
     from tqdm_core.evaluation import format_summary, ModelInfo, write_report_files
 
     from tqdm_ros.bag.bag_reader import staged_bag_path
-    from tqdm_ros.bag.evaluate import evaluate_live
+    from tqdm_ros.bag.evaluate import evaluate_live, EvaluationConfig
     from tqdm_ros.bag.live_source import LiveConfig
     from tqdm_ros.bag.make_bag import find_frames, make_bag, MakeBagConfig
 
@@ -198,9 +198,10 @@ def run_demo(config: DemoConfig) -> pathlib.Path:
     model = ModelInfo(name=checkpoint.stem, source=str(checkpoint), trained=True)
     with staged_bag_path(config.output) as staging, domain_id() as domain:
         staging.mkdir()
-        bag = make_bag(find_frames(SAMPLE_FRAMES), staging / 'camvid_sample_bag',
-                       config=MakeBagConfig(image_topic=CAMERA_TOPIC, rate_hz=BAG_RATE_HZ),
-                       limit=config.num_frames, progress=True).path
+        made = make_bag(find_frames(SAMPLE_FRAMES), staging / 'camvid_sample_bag',
+                        config=MakeBagConfig(image_topic=CAMERA_TOPIC, rate_hz=BAG_RATE_HZ),
+                        limit=config.num_frames, progress=True)
+        bag = made.path
         log = staging / 'node.log'
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED='1',
                    PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT),
@@ -215,6 +216,7 @@ def run_demo(config: DemoConfig) -> pathlib.Path:
             _wait_for_node(context, process, log, config.node_timeout_s)
             report = evaluate_live(
                 bag, context=context, model=model, progress=True,
+                config=EvaluationConfig(frame_files=made.frame_files),
                 record_to=staging / 'node_outputs_bag',
                 live=LiveConfig(rate=config.rate, output_namespace=NODE_OUTPUT_NAMESPACE,
                                 warmup_timeout_s=config.node_timeout_s,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tqdm_core.classes import ClassTable
+from tqdm_core.classes import IGNORE_INDEX, ClassTable
 from tqdm_core.evaluation.calibration import CalibrationResult
 from tqdm_core.visualization import colorize_labels, confidence_to_colormap
 
@@ -260,11 +260,14 @@ def plot_overlay_grid(
     *,
     prediction_table: ClassTable,
     ground_truth_table: ClassTable | None = None,
+    title: str = "",
     panel_width_px: int = 320,
     size_px: tuple[int, int] | None = None,
     dpi: int = 100,
 ) -> None:
     """One row per frame: input | ground truth | prediction | confidence, with a class legend underneath.
+
+    The confidence panels share a colour bar; ground-truth void (255, not scored) is black and named in the legend.
 
     Args:
         frames: the rows (at least one); every frame's arrays share its (H, W).
@@ -272,10 +275,13 @@ def plot_overlay_grid(
         prediction_table: classes of the predictions.
         ground_truth_table: classes of the ground truth when they differ (e.g. CamVid labels under a Cityscapes
             model); a second legend is drawn for them. Defaults to ``prediction_table``.
+        title: figure title (e.g. which frames of how many are shown), or empty.
         panel_width_px: approximate width of one panel when ``size_px`` is not given.
         size_px: (width, height) of the PNG; by default four panels wide and tall enough for the rows and legend.
         dpi: resolution used to lay out text.
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.patches import Patch
 
     if not frames:
@@ -289,18 +295,25 @@ def plot_overlay_grid(
                 raise ValueError(f"frame {index}: {name} is {value.shape[:2]} but the prediction is {(height, width)}")
     legend_tables = [prediction_table] if ground_truth_table == prediction_table else [
         prediction_table, ground_truth_table]
+    has_void = any(frame.ground_truth is not None and (frame.ground_truth == IGNORE_INDEX).any() for frame in frames)
+    # Legend entries per table; the ground truth's (the last table) names the void colour when there is void.
+    entries = [table.num_classes for table in legend_tables]
+    entries[-1] += int(has_void)
     width_px = 4 * panel_width_px if size_px is None else size_px[0]
     legend_columns = max(1, min(6, width_px // 140))  # a legend entry needs about 140 px at font size 8
     # Heights in pixels at the requested width: image rows (panel + title line), legends (18 px a line + heading).
     frame_height, frame_width = frames[0].prediction.shape[:2]
     image_row_px = width_px / 4 * frame_height / frame_width + 30
-    legend_px = [18.0 * math.ceil(table.num_classes / legend_columns) + 40.0 for table in legend_tables]
+    legend_px = [18.0 * math.ceil(count / legend_columns) + 40.0 for count in entries]
     if size_px is None:
-        size_px = (width_px, int(len(frames) * image_row_px + sum(legend_px)))
+        size_px = (width_px, int(len(frames) * image_row_px + sum(legend_px) + (30 if title else 0)))
     figure = _new_figure(size_px, dpi)
+    if title:
+        figure.suptitle(title, fontsize=10)
     grid = figure.add_gridspec(
         len(frames) + len(legend_tables), 4, height_ratios=[image_row_px] * len(frames) + legend_px
     )
+    confidence_axes = []
     for row, frame in enumerate(frames):
         panels = [
             (frame.image, frame.title or "input"),
@@ -315,11 +328,19 @@ def plot_overlay_grid(
             axes.set_title(label, fontsize=9)
             if picture is not None:
                 axes.imshow(picture, interpolation="nearest")
+                if column == 3:
+                    confidence_axes.append(axes)
+    if confidence_axes:
+        # The panels are drawn through OpenCV's viridis (`confidence_to_colormap`), which matplotlib's matches.
+        figure.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap="viridis"), ax=confidence_axes,
+                        label="confidence", fraction=0.05, shrink=0.9)
     for offset, table in enumerate(legend_tables):
         axes = figure.add_subplot(grid[len(frames) + offset, :])
         axes.set_axis_off()
         handles = [Patch(facecolor=_rgb_fraction(colour), edgecolor="black", label=name)
                    for name, colour in zip(table.names, table.colors)]
+        if has_void and offset == len(legend_tables) - 1:
+            handles.append(Patch(facecolor="black", edgecolor="black", label="void (not scored)"))
         heading = "classes" if len(legend_tables) == 1 else (
             "prediction classes" if table is prediction_table else "ground-truth classes")
         axes.legend(handles=handles, loc="center", ncol=legend_columns, fontsize=8, frameon=False, title=heading,

@@ -53,6 +53,27 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class FrameRecord:
+    """What became of one frame of the source.
+
+    Attributes:
+        name: how the report names it (file name, ``stamp 12.345678901 s``).
+        source_file: the image file a bag frame was made from, when known (maps a stamp back to its file).
+        scored: True when it got a prediction and was scored, False when it was dropped.
+        latency_ms: its latency (see `EvaluationReport.latency_kind`), None when dropped or not known.
+    """
+
+    name: str
+    source_file: str | None
+    scored: bool
+    latency_ms: float | None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "source_file": self.source_file, "scored": self.scored,
+                "latency_ms": self.latency_ms}
+
+
+@dataclass(frozen=True)
 class EvaluationReport:
     """Everything a report shows, computed by `tqdm_core.evaluation.scoring.FrameScorer`.
 
@@ -73,6 +94,7 @@ class EvaluationReport:
         overlays: example frames for the overlay grid.
         notes: warnings shown at the top of the summary (e.g. an untrained model).
         run: how the evaluation ran (wall time, replay rate, ...).
+        frame_records: every frame of the source in stream order: scored or dropped, its file when known.
     """
 
     mode: str
@@ -90,6 +112,7 @@ class EvaluationReport:
     overlays: tuple[OverlayFrame, ...]
     notes: tuple[str, ...] = ()
     run: dict = field(default_factory=dict)
+    frame_records: tuple[FrameRecord, ...] = ()
 
     @property
     def title(self) -> str:
@@ -118,12 +141,17 @@ class EvaluationReport:
                             self.model_classes.names, self.ground_truth_classes.names, self.evaluator.class_mapping)},
             "frames": {"total": self.frames_total, "scored": self.frames_scored, "dropped": len(self.dropped),
                        "dropped_frames": list(self.dropped)},
+            "per_frame": [record.to_json() for record in self.frame_records],
             "metrics": self.evaluator.to_json(),
             "calibration": self.calibration.to_json(),
             "latency_ms": {"kind": self.latency_kind, **self.latency_summary(), "values": self.latencies_ms.tolist()},
             "run": {key: _plain(value) for key, value in self.run.items()},
             "pictures": self.pictures(),
         }
+
+    def overlay_count(self) -> str:
+        """How many frames the overlay grid shows, e.g. ``4 of 6 frames``."""
+        return f"{len(self.overlays)} of {self.frames_total} frames"
 
     def pictures(self) -> dict[str, str]:
         """Picture name -> file name; no overlay grid without example frames, no histogram without latencies."""
@@ -161,7 +189,9 @@ def format_summary(report: EvaluationReport) -> str:
     lines += ["", "| class | IoU % | ground-truth pixels |", "|---|---|---|"]
     lines += [f"| {name} | {_percent(iou)} | {pixels} |"
               for name, iou, pixels in zip(scores["class_names"], scores["iou"], scores["gt_pixels"])]
-    lines += ["", "Pictures: " + ", ".join(f"[{name}]({file})" for name, file in report.pictures().items()), ""]
+    pictures = [f"[{name}]({file})" + (f" ({report.overlay_count()})" if name == "overlays" else "")
+                for name, file in report.pictures().items()]
+    lines += ["", "Pictures: " + ", ".join(pictures), ""]
     return "\n".join(lines)
 
 
@@ -192,7 +222,8 @@ def write_report_files(report: EvaluationReport, folder: str | Path) -> None:
     if "overlays" in pictures:
         figures.plot_overlay_grid(report.overlays, folder / pictures["overlays"],
                                   prediction_table=report.model_classes,
-                                  ground_truth_table=report.ground_truth_classes)
+                                  ground_truth_table=report.ground_truth_classes,
+                                  title=f"Example frames, {report.title}{untrained}: showing {report.overlay_count()}")
     (folder / SUMMARY_MD).write_text(format_summary(report))
     (folder / REPORT_JSON).write_text(json.dumps(report.to_json(), indent=2))
 

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from tqdm_core.classes import IGNORE_INDEX, ClassTable
 from tqdm_core.evaluation.calibration import CalibrationAccumulator
 from tqdm_core.evaluation.figures import OverlayFrame
-from tqdm_core.evaluation.report import UNTRAINED_WARNING, EvaluationReport, ModelInfo
+from tqdm_core.evaluation.report import UNTRAINED_WARNING, EvaluationReport, FrameRecord, ModelInfo
 from tqdm_core.evaluation.sem_seg_evaluator import SemSegEvaluator, classes_without_counterpart
 
 if TYPE_CHECKING:
@@ -45,11 +45,13 @@ class LabeledImage:
         name: how reports and errors refer to it (file name, ``stamp 12.345678901 s``).
         image: (H, W, 3) uint8 RGB.
         ground_truth: (H, W) uint8 ids of the ground-truth class table, 255 = ignore.
+        source_file: the image file a bag frame was made from, when known; None otherwise.
     """
 
     name: str
     image: np.ndarray
     ground_truth: np.ndarray
+    source_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,11 @@ class DroppedFrame:
 
     Attributes:
         name: the image's name.
+        source_file: the image file it was made from, when known.
     """
 
     name: str
+    source_file: str | None = None
 
 
 class FrameScorer:
@@ -114,6 +118,7 @@ class FrameScorer:
         self.latencies_ms: list[float] = []
         self.frames_scored = 0
         self.dropped: list[str] = []
+        self.frame_records: list[FrameRecord] = []
         self.overlays: list[OverlayFrame] = []
         picks = np.linspace(0, max(num_frames - 1, 0), min(num_overlays, num_frames))
         self._overlay_indices = set(np.round(picks).astype(int).tolist())
@@ -151,14 +156,19 @@ class FrameScorer:
         if index in self._overlay_indices:
             self.overlays.append(OverlayFrame(
                 image=_thumbnail(sample.image), prediction=_thumbnail(frame.labels),
-                confidence=_thumbnail(frame.confidence), ground_truth=_thumbnail(truth), title=sample.name))
+                confidence=_thumbnail(frame.confidence), ground_truth=_thumbnail(truth),
+                title=sample.source_file or sample.name))
         self.frames_scored += 1
         if frame.latency_ms is not None:
             self.latencies_ms.append(frame.latency_ms)
+        self.frame_records.append(FrameRecord(name=sample.name, source_file=sample.source_file, scored=True,
+                                              latency_ms=frame.latency_ms))
 
     def drop(self, frame: DroppedFrame) -> None:
         """Count a frame that got no answer."""
         self.dropped.append(frame.name)
+        self.frame_records.append(FrameRecord(name=frame.name, source_file=frame.source_file, scored=False,
+                                              latency_ms=None))
 
     def report(self, *, mode: str, source: str, model: ModelInfo, latency_kind: str, notes: Iterable[str] = (),
                run: dict | None = None) -> EvaluationReport:
@@ -186,7 +196,8 @@ class FrameScorer:
             model_classes=self.model_classes, evaluator=self.evaluator, calibration=self.calibration.result(),
             latencies_ms=np.asarray(self.latencies_ms, dtype=np.float64), latency_kind=latency_kind,
             frames_total=self.num_frames, frames_scored=self.frames_scored, dropped=tuple(self.dropped),
-            overlays=tuple(self.overlays), notes=tuple(notes), run=dict(run or {}))
+            overlays=tuple(self.overlays), notes=tuple(notes), run=dict(run or {}),
+            frame_records=tuple(self.frame_records))
 
     def _counterpart_notes(self) -> list[str]:
         """Warnings naming the classes the mapping between the model's and the ground truth's tables leaves out."""

@@ -12,7 +12,7 @@ before it is used.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 import pathlib
 from typing import TYPE_CHECKING
@@ -47,6 +47,8 @@ class EvaluationConfig:
         limit: score only the first N frames; None scores all.
         num_overlays: frames drawn in the overlay grid, spread over the bag; 0: no grid.
         calibration_bins: confidence bins of the reliability diagram and ECE.
+        frame_files: header stamp (ns) -> the image file the frame was made from, when known
+            (`MakeBagResult.frame_files`); the report names the frames' files with it.
     """
 
     image_topic: str = _BAG_DEFAULTS.image_topic
@@ -56,6 +58,7 @@ class EvaluationConfig:
     limit: int | None = None
     num_overlays: int = 4
     calibration_bins: int = 15
+    frame_files: Mapping[int, str] | None = None
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -75,12 +78,14 @@ class BagFrames:
         image_topic: camera topic.
         label_topic: ground-truth topic (same stamps as the camera).
         limit: only the first N labelled frames; None: all.
+        frame_files: header stamp (ns) -> image file of the frame, when known.
     """
 
     path: pathlib.Path
     image_topic: str
     label_topic: str
     limit: int | None = None
+    frame_files: Mapping[int, str] | None = None
 
 
 def frame_name(stamp_ns: int) -> str:
@@ -92,11 +97,13 @@ def labeled_frames(reader, frames: BagFrames) -> Iterator[tuple[int, LabeledImag
     """Yield (header stamp, labelled image) of the frames with ground truth, up to the limit."""
     pairs = iter_labeled_frames(reader, image_topic=frames.image_topic,
                                 label_topic=frames.label_topic)
+    files = frames.frame_files or {}
     for index, frame in enumerate(pairs):
         if frames.limit is not None and index >= frames.limit:
             return
         yield frame.stamp_ns, LabeledImage(name=frame_name(frame.stamp_ns), image=frame.image,
-                                           ground_truth=frame.label)
+                                           ground_truth=frame.label,
+                                           source_file=files.get(frame.stamp_ns))
 
 
 def ground_truth_classes(reader, config: EvaluationConfig) -> ClassTable:
@@ -136,7 +143,8 @@ def _read_bag(bag: pathlib.Path, config: EvaluationConfig) -> tuple[ClassTable, 
     count = sum(c.msgcount for c in connections if c.topic == config.label_topic)
     count = count if config.limit is None else min(count, config.limit)
     return table, count, BagFrames(path=bag, image_topic=image_topic,
-                                   label_topic=config.label_topic, limit=config.limit)
+                                   label_topic=config.label_topic, limit=config.limit,
+                                   frame_files=config.frame_files)
 
 
 def _scorer(table: ClassTable, model_classes: ClassTable, count: int,

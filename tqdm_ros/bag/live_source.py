@@ -270,7 +270,7 @@ class LiveSession:
             for stamp, sample in labeled_frames(reader, self._bag_frames):
                 taken = self._outputs.take(stamp, deadline=self._deadline)
                 if taken is None:
-                    yield DroppedFrame(name=sample.name)
+                    yield DroppedFrame(name=sample.name, source_file=sample.source_file)
                     continue
                 labels, confidence, arrival_ns, published_ns = taken
                 # Our camera subscription may have missed a frame the node got: latency unknown.

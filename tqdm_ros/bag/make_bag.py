@@ -154,6 +154,7 @@ class MakeBagResult:
     storage: str
     camera_topic: str
     compression: str | None
+    frame_files: dict[int, str]  # header stamp (ns) -> name of the image file of that frame
 
 
 def _images_in(folder: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -429,7 +430,9 @@ def make_bag(frames: FrameSource, output: str | pathlib.Path, *,
                          class_table=frames.class_table, image_size=image_size,
                          first_stamp_ns=stamps[0], last_stamp_ns=stamps[-1],
                          storage=config.storage, camera_topic=config.camera_topic,
-                         compression=config.compression)
+                         compression=config.compression,
+                         frame_files={stamp: pair.image_path.name
+                                      for stamp, pair in zip(stamps, pairs)})
 
 
 def class_table_by_name_or_file(spec: str) -> ClassTable:

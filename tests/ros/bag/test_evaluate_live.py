@@ -134,6 +134,9 @@ def test_demo_runs_the_shipped_model(tmp_path, capsys):
     assert report['classes']['model']['name'] == 'camvid11'
     assert not any('untrained' in note for note in report['notes'])
     assert report['source'] == str(output / 'camvid_sample_bag')
+    # The frames' stamps map back to the sample files they were made from.
+    assert [record['source_file'] for record in report['per_frame']] == sorted(
+        path.name for path in (demo.SAMPLE_FRAMES / 'val').glob('*.png'))[:2]
     for name in PICTURES.values():
         assert (output / name).stat().st_size > 0, name
     assert summarize_bag(output / 'node_outputs_bag').message_count > 0

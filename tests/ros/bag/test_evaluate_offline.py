@@ -6,6 +6,7 @@ class table) is what is checked. The report is tqdm_core.evaluation's, shared wi
 training.evaluate (its own tests cover the writer; test_evaluate_live compares the three paths).
 """
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -15,11 +16,13 @@ from tqdm_core.evaluation import EvaluationError, FrameScorer, ModelInfo, SemSeg
 from tqdm_core.evaluation import write_report
 from tqdm_core.evaluation.report import PICTURES
 
+from tests.ros.bag.conftest import START_NS, write_camvid
 from tests.ros.bag.evaluation_fixtures import (  # noqa: F401 (fixtures)
     camvid_bag, NUM_FRAMES, small_camvid, tiny_checkpoint, write_bag)
 from tqdm_ros.bag.bag_reader import BagError
 from tqdm_ros.bag.cli import main
 from tqdm_ros.bag.evaluate import evaluate_offline, EvaluationConfig, frame_name
+from tqdm_ros.bag.make_bag import find_frames, make_bag, MakeBagConfig
 
 MODEL = ModelInfo(name='tqdm-tiny-rn', source='test checkpoint', trained=False)
 
@@ -222,3 +225,41 @@ def test_cli_maps_its_flags_to_the_inference_options(camvid_bag, tmp_path, capsy
 
 def test_frame_names_keep_every_nanosecond():
     assert frame_name(1_700_000_000_000_000_001) == 'stamp 1700000000.000000001 s'
+
+
+def test_overlay_rows_name_their_files_and_the_grid_says_how_many(tmp_path, predictor,
+                                                                  monkeypatch):
+    """Six files made into a bag, four example frames: report.json maps each frame's stamp to its
+    file, the grid's rows are titled by file name (frames 0, 2, 3, 5: spread over the six), its
+    title says it shows 4 of 6 frames, its legend names the ground truth's void and the
+    confidence panels have a colour bar."""
+    import tqdm_core.evaluation.figures as figures
+
+    root = write_camvid(tmp_path / 'camvid', 6)  # labels 0..11: CamVid's void (11) included
+    made = make_bag(find_frames(root), tmp_path / 'bag',
+                    config=MakeBagConfig(start_time_ns=START_NS, stamp_jitter_ms=0.0))
+    report = evaluate_offline(made.path, predictor, model=MODEL,
+                              config=EvaluationConfig(frame_files=made.frame_files))
+    files = [f'seq_{index:05d}.png' for index in range(6)]
+    assert [(record['name'], record['source_file'], record['scored'])
+            for record in report.to_json()['per_frame']] == [
+        (frame_name(stamp), file, True) for stamp, file in zip(sorted(made.frame_files), files)]
+    drawn = {}  # file name -> the figure that would be saved there
+
+    def keep(figure, path, dpi):
+        drawn[pathlib.Path(path).name] = figure
+
+    monkeypatch.setattr(figures, '_save_atomically', keep)
+    write_report(report, tmp_path / 'report')
+    grid = drawn[PICTURES['overlays']]
+    titles = [axes.get_title() for axes in grid.axes]
+    assert [title for title in titles if title.startswith('seq_')] == [
+        files[0], files[2], files[3], files[5]]
+    assert grid.get_suptitle().endswith('showing 4 of 6 frames')
+    legends = [text.get_text() for axes in grid.axes if axes.get_legend()
+               for text in axes.get_legend().get_texts()]
+    assert 'void (not scored)' in legends
+    assert [axes.get_ylabel() for axes in grid.axes if axes.get_label() == '<colorbar>'] == [
+        'confidence']
+    assert '[overlays](overlays.png) (4 of 6 frames)' in (
+        tmp_path / 'report' / 'summary.md').read_text()

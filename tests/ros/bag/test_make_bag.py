@@ -28,6 +28,9 @@ def test_camvid_bag_holds_frames_labels_stamps_and_class_table(camvid_root, tmp_
                            transport_delay_ms=3.0, frame_id='cam_front')
     result = make_bag(frames, tmp_path / 'bag', config=config)
     assert result.num_frames == 4 and result.image_size == (WIDTH, HEIGHT)
+    # Each stamp maps back to the file the frame was made from.
+    assert result.frame_files == {f.stamp_ns: pair.image_path.name for f, pair in zip(
+        _read_frames(result.path, config), frames.frames)}
 
     with open_bag(result.path) as reader:
         assert read_class_table(reader, config.class_table_topic) == CAMVID_11
@@ -50,6 +53,12 @@ def test_camvid_bag_holds_frames_labels_stamps_and_class_table(camvid_root, tmp_
     # 100 ms period; jitter sigma 1 ms is clipped at a quarter period, so 4 sigma bounds it here.
     assert np.all(np.abs(np.diff(stamps) - 100_000_000) < 8_000_000)
     assert np.any(np.diff(stamps) != 100_000_000)
+
+
+def _read_frames(bag, config):
+    with open_bag(bag) as reader:
+        return list(iter_labeled_frames(reader, image_topic=config.image_topic,
+                                        label_topic=config.label_topic))
 
 
 def test_zero_jitter_gives_exact_grid(make_test_bag):
