@@ -95,6 +95,8 @@ class EvaluationReport:
         notes: warnings shown at the top of the summary (e.g. an untrained model).
         run: how the evaluation ran (wall time, replay rate, ...).
         frame_records: every frame of the source in stream order: scored or dropped, its file when known.
+        model_time_p50_ms: median model time per frame in ms when the latencies measure more than the model (live:
+            the node's own figure from /diagnostics); None when not known or when the latencies are model time.
     """
 
     mode: str
@@ -113,6 +115,7 @@ class EvaluationReport:
     notes: tuple[str, ...] = ()
     run: dict = field(default_factory=dict)
     frame_records: tuple[FrameRecord, ...] = ()
+    model_time_p50_ms: float | None = None
 
     @property
     def title(self) -> str:
@@ -145,6 +148,7 @@ class EvaluationReport:
             "metrics": self.evaluator.to_json(),
             "calibration": self.calibration.to_json(),
             "latency_ms": {"kind": self.latency_kind, **self.latency_summary(), "values": self.latencies_ms.tolist()},
+            "model_time_p50_ms": self.model_time_p50_ms,
             "run": {key: _plain(value) for key, value in self.run.items()},
             "pictures": self.pictures(),
         }
@@ -186,6 +190,11 @@ def format_summary(report: EvaluationReport) -> str:
     if latency["count"]:
         lines.append(f"| latency p50 / p95 / max | {latency['p50']:.1f} / {latency['p95']:.1f} / "
                      f"{latency['max']:.1f} ms ({report.latency_kind}) |")
+    if report.model_time_p50_ms is not None:
+        lines += [f"| model time p50 | {report.model_time_p50_ms:.1f} ms (the node's own median on /diagnostics, "
+                  "warm-up frame included) |",
+                  "", f"Latency ({report.latency_kind}) is the whole round trip: transport to and from the node, "
+                  "waiting for its worker, decoding and publishing, and the model time."]
     lines += ["", "| class | IoU % | ground-truth pixels |", "|---|---|---|"]
     lines += [f"| {name} | {_percent(iou)} | {pixels} |"
               for name, iou, pixels in zip(scores["class_names"], scores["iou"], scores["gt_pixels"])]

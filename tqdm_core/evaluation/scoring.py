@@ -171,7 +171,7 @@ class FrameScorer:
                                               latency_ms=None))
 
     def report(self, *, mode: str, source: str, model: ModelInfo, latency_kind: str, notes: Iterable[str] = (),
-               run: dict | None = None) -> EvaluationReport:
+               run: dict | None = None, model_time_p50_ms: float | None = None) -> EvaluationReport:
         """The report of everything scored.
 
         Args:
@@ -181,6 +181,8 @@ class FrameScorer:
             latency_kind: what the latencies measure, in words.
             notes: warnings for the top of the summary.
             run: how the evaluation ran (wall time, replay rate, ...).
+            model_time_p50_ms: median model time per frame when the latencies measure more than that (a live
+                node's own figure); None otherwise.
 
         Raises:
             EvaluationError: no frame was scored.
@@ -197,7 +199,7 @@ class FrameScorer:
             latencies_ms=np.asarray(self.latencies_ms, dtype=np.float64), latency_kind=latency_kind,
             frames_total=self.num_frames, frames_scored=self.frames_scored, dropped=tuple(self.dropped),
             overlays=tuple(self.overlays), notes=tuple(notes), run=dict(run or {}),
-            frame_records=tuple(self.frame_records))
+            frame_records=tuple(self.frame_records), model_time_p50_ms=model_time_p50_ms)
 
     def _counterpart_notes(self) -> list[str]:
         """Warnings naming the classes the mapping between the model's and the ground truth's tables leaves out."""

@@ -235,4 +235,5 @@ def evaluate_live(bag: str | pathlib.Path, *, context, model: ModelInfo | None =
                      'confidence message was lost; they count as dropped')
     return scorer.report(mode='live', source=str(bag), model=model,
                          latency_kind='label arrival minus frame publication', notes=notes,
-                         run={**session.run, 'wall_s': wall_s})
+                         run={**session.run, 'wall_s': wall_s},
+                         model_time_p50_ms=session.model_time_p50_ms)

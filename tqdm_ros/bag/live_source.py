@@ -32,6 +32,10 @@ from tqdm_ros.bag.evaluate import BagFrames, labeled_frames
 from tqdm_ros.class_table_json import class_table_from_json, ClassTableFormatError
 from tqdm_ros.rclpy_features import MESSAGE_INFO_CALLBACKS
 
+# Longest wait, after the last answer, for the node's /diagnostics to count it: a few of its
+# periods (1 s by default).
+DIAGNOSTICS_WAIT_S = 5.0
+
 
 @dataclass(frozen=True)
 class LiveConfig:
@@ -203,8 +207,9 @@ class _NodeModelStatus:
 
     def __init__(self, camera_topic: str) -> None:
         self._camera_suffix = ': /' + camera_topic.lstrip('/')
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._values: dict[str, str] = {}
+        self._camera_values: dict[str, str] = {}
 
     def on_diagnostics(self, msg) -> None:
         # The node's statuses are '<node>: model' and '<node>: <camera topic>', in one array.
@@ -212,17 +217,37 @@ class _NodeModelStatus:
                  if status.name.endswith(self._camera_suffix)}
         for status in msg.status:
             node, _, kind = status.name.rpartition(': ')
+            values = {kv.key: kv.value for kv in status.values}
             if kind == 'model' and node in nodes:
-                values = {kv.key: kv.value for kv in status.values}
                 if values.get('preset'):  # a configured node (the finalized one reports none)
-                    with self._lock:
+                    with self._changed:
                         self._values = {'node': node, **values}
+            elif status.name.endswith(self._camera_suffix) and 'inference_p50_ms' in values:
+                with self._changed:  # its model time: a window of frames, so none before one
+                    self._camera_values = values
+                    self._changed.notify_all()
 
     @property
     def values(self) -> dict[str, str]:
         """The latest model status of the node (empty when none was heard)."""
-        with self._lock:
+        with self._changed:
             return dict(self._values)
+
+    @property
+    def model_time_p50_ms(self) -> float | None:
+        """The node's median model time per batch (one frame a batch with one camera) over its
+        recent frames, warm-up included (``inference_p50_ms``); None when it reported none."""
+        with self._changed:
+            value = self._camera_values.get('inference_p50_ms')
+        return None if value is None else float(value)
+
+    def wait_for_processed(self, count: int, timeout_s: float) -> bool:
+        """Wait until the camera status counts ``count`` processed frames (the status comes
+        once a diagnostics period); True at once when the node reported no camera status."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: not self._camera_values or
+                int(self._camera_values.get('processed', 0)) >= count, timeout_s)
 
 
 class _Thread(threading.Thread):
@@ -266,17 +291,27 @@ class LiveSession:
         Raises:
             Any error of the replay thread.
         """
+        answered = 1  # the warm-up frame
         with open_bag(self._bag_frames.path) as reader:
             for stamp, sample in labeled_frames(reader, self._bag_frames):
                 taken = self._outputs.take(stamp, deadline=self._deadline)
                 if taken is None:
                     yield DroppedFrame(name=sample.name, source_file=sample.source_file)
                     continue
+                answered += 1
                 labels, confidence, arrival_ns, published_ns = taken
                 # Our camera subscription may have missed a frame the node got: latency unknown.
                 latency_ms = None if published_ns is None else (arrival_ns - published_ns) * 1e-6
                 yield ScoredFrame(sample=sample, labels=labels, confidence=confidence,
                                   latency_ms=latency_ms)
+        if self._model_status is not None:  # so its model time includes the last frames
+            self._model_status.wait_for_processed(answered, DIAGNOSTICS_WAIT_S)
+
+    @property
+    def model_time_p50_ms(self) -> float | None:
+        """The node's median model time in ms as it reported it on /diagnostics; None if it
+        reported none."""
+        return None if self._model_status is None else self._model_status.model_time_p50_ms
 
     @property
     def model_details(self) -> dict[str, str]:

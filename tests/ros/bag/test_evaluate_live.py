@@ -91,6 +91,10 @@ def test_live_at_rate_1_scores_as_offline_and_as_training_evaluate(
     assert data['live']['model']['source'] == str(tiny_checkpoint)
     assert data['live']['model']['name'] == 'tqdm-tiny-rn'
     assert live.latencies_ms.size == NUM_FRAMES and (live.latencies_ms > 0).all()
+    # The node's own model time, from its /diagnostics camera status.
+    assert live.model_time_p50_ms is not None and live.model_time_p50_ms > 0
+    assert data['live']['model_time_p50_ms'] == live.model_time_p50_ms
+    assert data['offline']['model_time_p50_ms'] is None  # its latency is the model time
     recorded = {t.name: t.message_count for t in summarize_bag(tmp_path / 'outputs').topics}
     # The scoring above used every frame; the recorder is a second, independent subscriber whose
     # confidence subscription can match the node's publisher after the first frame (DDS discovery
@@ -274,6 +278,7 @@ def test_report_tells_lost_confidence_from_frames_the_node_dropped(camvid_bag, m
         run = {'replay_rate': 0.5, 'output_namespace': '/camera/segmentation'}
         confidence_lost = 1
         model_details = {}  # the node reported nothing on /diagnostics
+        model_time_p50_ms = None
 
         def __init__(self, frames):
             self.bag_frames = frames
@@ -324,3 +329,75 @@ def test_the_model_status_of_the_node_segmenting_the_camera_is_kept():
         status('/ns/segmentation_node: model', state='finalized'),
         status('/ns/segmentation_node: /camera/image_raw')]))
     assert model_status.values['preset'] == 'tqdm-small-rn'
+
+
+def test_the_model_time_of_the_node_segmenting_the_camera_is_kept():
+    """The node's camera status carries its model time (inference_p50_ms) and how many frames it
+    processed; the evaluator keeps the model time of the node segmenting the replayed topic and
+    waits for a status that counts every answer it took."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    from tqdm_ros.bag.live_source import _NodeModelStatus
+
+    def camera(name, **values):
+        return DiagnosticArray(status=[DiagnosticStatus(
+            name=name, values=[KeyValue(key=k, value=v) for k, v in values.items()])])
+
+    model_status = _NodeModelStatus('/camera/image_raw')
+    assert model_status.model_time_p50_ms is None
+    assert model_status.wait_for_processed(3, timeout_s=0.1)  # nothing heard: no wait
+    model_status.on_diagnostics(camera('/other: /left/image_raw', inference_p50_ms='9.00',
+                                       processed='50'))
+    assert model_status.model_time_p50_ms is None
+    model_status.on_diagnostics(camera('/ns/segmentation_node: /camera/image_raw',
+                                       inference_p50_ms='412.50', processed='2'))
+    assert model_status.model_time_p50_ms == 412.5
+    assert not model_status.wait_for_processed(3, timeout_s=0.1)
+    threading.Timer(0.2, model_status.on_diagnostics, (camera(
+        '/ns/segmentation_node: /camera/image_raw', inference_p50_ms='400.25',
+        processed='3'),)).start()
+    assert model_status.wait_for_processed(3, timeout_s=10.0)
+    assert model_status.model_time_p50_ms == 400.25
+
+
+def test_summary_shows_the_node_model_time_and_what_latency_measures(camvid_bag, monkeypatch):
+    """Latency of a live evaluation is the round trip through the node; the node's own model
+    time, when it reports one, is a line of its own."""
+    from contextlib import contextmanager
+
+    from tqdm_core import CAMVID_11
+    from tqdm_core.evaluation import format_summary, ScoredFrame
+    from tqdm_ros.bag import live_source
+    from tqdm_ros.bag.bag_reader import open_bag
+    from tqdm_ros.bag.evaluate import labeled_frames
+
+    class Session:
+        model_classes = CAMVID_11
+        run = {'replay_rate': 1.0, 'output_namespace': '/camera/segmentation'}
+        confidence_lost = 0
+        model_details = {}
+        model_time_p50_ms = 412.5
+
+        def __init__(self, frames):
+            self.bag_frames = frames
+
+        def frames(self):
+            with open_bag(self.bag_frames.path) as reader:
+                for _, sample in labeled_frames(reader, self.bag_frames):
+                    yield ScoredFrame(sample=sample, labels=sample.ground_truth,
+                                      confidence=np.ones(sample.ground_truth.shape, np.float32),
+                                      latency_ms=500.0)
+
+    @contextmanager
+    def fake_source(frames, **kwargs):
+        yield Session(frames)
+
+    monkeypatch.setattr(live_source, 'live_node_source', fake_source)
+    report = evaluate_live(camvid_bag, context=None)
+    assert report.model_time_p50_ms == 412.5
+    summary = format_summary(report)
+    assert ("| model time p50 | 412.5 ms (the node's own median on /diagnostics, warm-up frame "
+            'included) |') in summary
+    assert ('Latency (label arrival minus frame publication) is the whole round trip: transport '
+            'to and from the node, waiting for its worker, decoding and publishing, and the model '
+            'time.') in summary
