@@ -48,7 +48,8 @@ class DemoConfig:
         rate: replay speed factor; None: chosen from the node's time on a warm-up frame.
         scale: the node's input resize factor (0.5 runs the model at half resolution); None: the
             checkpoint's recommended scale.
-        node_timeout_s: longest wait for the node to load its model and for each answer.
+        node_timeout_s: longest wait for the node to load its model, for each answer and for
+            it to exit after SIGINT (a loaded machine slows all three).
     """
 
     output: pathlib.Path
@@ -225,7 +226,7 @@ def run_demo(config: DemoConfig) -> pathlib.Path:
             print(f'demo failed; the node log ended with:\n{_tail(log)}', file=sys.stderr)
             raise
         finally:
-            ended = _stop(process, log)
+            ended = _stop(process, log, grace_s=config.node_timeout_s)
             rclpy.shutdown(context=context)
         # The report names the bag where it will be, not where it is staged.
         report = with_node_exit(dataclasses.replace(report, source=str(config.output / bag.name)),
