@@ -1,8 +1,13 @@
-"""One setup for both installs: `pip install .` and colcon (ament_python).
+"""One setup for both installs: pip and colcon (ament_python).
 
 colcon reads package.xml and runs this file; the ament resource marker, package.xml, launch/ and config/
 land under share/tqdm_ros, and setup.cfg puts the executables in lib/tqdm_ros where `ros2 run` and
 `ros2 launch` look for them. pip ignores those colcon-only paths and puts the console scripts on PATH.
+
+No Python dependencies are declared: a ROS workspace takes numpy, OpenCV and the ROS packages from the
+distro (pip would add a second OpenCV and numpy beside them), so they come from requirements.txt in a
+pip-only install (`pip install -r requirements.txt` first, then `pip install --no-deps .`) and from
+rosdep plus the pip lines README names in a workspace.
 """
 from glob import glob
 
@@ -14,7 +19,7 @@ setup(
     name=PACKAGE_NAME,
     version='0.1.0',
     description='tqdm (ECCV 2024) domain-generalized semantic segmentation for ROS 2 robots and cars',
-    license='Apache-2.0',
+    license='Apache-2.0 (code); CC-BY-NC-4.0 (the bundled default model in tqdm_core/weights)',
     python_requires='>=3.10',
     packages=find_packages(include=['tqdm_core', 'tqdm_core.*', 'tqdm_ros', 'tqdm_ros.*',
                                     'training', 'training.*']),
