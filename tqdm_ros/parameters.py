@@ -16,8 +16,9 @@ several of them are its own, and :meth:`NodeParameters.inference_options` hands 
 """
 
 from dataclasses import dataclass
+import difflib
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from tqdm_core.inference.options import CHOICES, InferenceOptions, InvalidOption, RANGES
 
@@ -384,6 +385,29 @@ def declare_parameters(node) -> None:
         else:
             descriptor.dynamic_typing = True
             node.declare_parameter(spec.name, spec.default, descriptor)
+
+
+def undeclared_overrides(node) -> list[str]:
+    """Parameters given to the node (params file, ``-p``) that it does not declare.
+
+    ROS ignores them silently, so a misspelt key (``confidance_threshold``) would leave the
+    default in force. ``qos_overrides.*`` entries belong to rclpy's QoS overriding, not to us.
+    """
+    # rclpy keeps the overrides it received here; it has no public accessor for them.
+    overrides = getattr(node, '_parameter_overrides', {})
+    return sorted(name for name in overrides
+                  if not node.has_parameter(name) and not name.startswith('qos_overrides.'))
+
+
+def undeclared_overrides_warning(names: Sequence[str]) -> str:
+    """One warning for :func:`undeclared_overrides`, naming the closest known parameter."""
+    parts = []
+    for name in names:
+        close = difflib.get_close_matches(name, SPECS_BY_NAME, n=1)
+        parts.append(f'{name!r}' + (f' (did you mean {close[0]!r}?)' if close else ''))
+    return (f"ignoring unknown parameter{'s' if len(names) > 1 else ''} {', '.join(parts)}: "
+            'not a parameter of this node (segmentation_node --help lists them); check the '
+            'params file and -p arguments')
 
 
 def parameter_values(node) -> dict[str, Any]:

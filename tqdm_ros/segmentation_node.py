@@ -83,7 +83,8 @@ from tqdm_ros.memory import limit_allocator_caches, release_free_memory
 from tqdm_ros.rclpy_features import MESSAGE_INFO_CALLBACKS, POST_SET_PARAMETER_CALLBACKS
 from tqdm_ros.parameters import (
     declare_parameters, NodeParameters, parameter_help, parameter_values, ParameterError,
-    read_parameters, RUNTIME_PARAMETERS, SPECS_BY_NAME, validate_parameters, validate_value)
+    read_parameters, RUNTIME_PARAMETERS, SPECS_BY_NAME, undeclared_overrides,
+    undeclared_overrides_warning, validate_parameters, validate_value)
 
 if TYPE_CHECKING:
     from tqdm_core import ClassTable
@@ -283,6 +284,9 @@ class SegmentationNode(LifecycleNode):
         super().__init__(NODE_NAME, **kwargs)
         declare_parameters(self)
         self._params = read_parameters(self)
+        unknown = undeclared_overrides(self)
+        if unknown:
+            self.get_logger().warning(undeclared_overrides_warning(unknown))
         # True from the start of configure until cleanup: the parameters are in use.
         self._parameters_in_use = False
         self.add_on_set_parameters_callback(self._check_parameter_update)

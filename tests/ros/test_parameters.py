@@ -14,7 +14,7 @@ from tqdm_core.inference.options import CHOICES, RANGES
 from tests.ros.ros_harness import REPO_ROOT
 from tqdm_ros.parameters import (
     NodeParameters, OPTION_NAMES, PARAMETER_SPECS, ParameterError, SPECS_BY_NAME,
-    validate_parameters, validate_value)
+    undeclared_overrides, undeclared_overrides_warning, validate_parameters, validate_value)
 from tqdm_ros.segmentation_node import SegmentationNode
 import yaml
 
@@ -175,6 +175,24 @@ def test_bad_overrides_fail_node_construction(ros_domain, override, message):
         with node_with_arguments('-p', override):
             pass
     assert message in str(error.value)
+
+
+def test_misspelt_parameters_are_named_with_the_closest_known_one(ros_domain, tmp_path):
+    """ROS drops parameters a node does not declare; the node must say so, not run on defaults."""
+    params_file = tmp_path / 'typo.yaml'
+    params_file.write_text(yaml.safe_dump({'segmentation_node': {'ros__parameters': {
+        'confidance_threshold': 0.5, 'input_topic': ['/front/image_raw'], 'device': 'cpu'}}}))
+    with node_with_arguments('--params-file', str(params_file), '-p', 'use_sim_time:=true',
+                             '-p', 'qos_overrides./x.subscription.depth:=3') as node:
+        unknown = undeclared_overrides(node)
+        assert unknown == ['confidance_threshold', 'input_topic']
+        assert node.parameters.confidence_threshold == DEFAULTS['confidence_threshold']
+    warning = undeclared_overrides_warning(unknown)
+    assert "'confidance_threshold' (did you mean 'confidence_threshold'?)" in warning
+    assert "'input_topic' (did you mean 'input_topics'?)" in warning
+    assert undeclared_overrides_warning(['zzz']).startswith("ignoring unknown parameter 'zzz':")
+    with node_with_arguments('--params-file', str(REPO_ROOT / 'config' / 'segment.yaml')) as node:
+        assert undeclared_overrides(node) == []
 
 
 def test_invalid_runtime_changes_are_refused(ros_domain):
