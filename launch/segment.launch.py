@@ -15,25 +15,35 @@ talks to cameras and RViz on other machines as the system integrator configured 
 local_only:=true keeps discovery on this host (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) and loads
 the package's Fast DDS profile (64 MiB shared-memory segments for big images, UDP bound to
 127.0.0.1). fastdds_profile:=<file> loads another profile, fastdds_profile:=none removes the
-profile variable the environment may set. The decisions are tqdm_ros.launch_arguments.
+profile variable the environment may set. These changes apply to this launch file's processes
+only (a scoped group), not to those of a launch file that includes it.
+
+device and precision are checked by the node's own parameter validation before any process
+starts. rviz:=true shows the first camera (of camera_topics, else of the params file), in the
+node's namespace, with a copy of config/segment.rviz written for it in a temporary folder.
+The decisions are tqdm_ros.launch_arguments.
 """
 
 import os
+import shutil
+import tempfile
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from launch.actions import RegisterEventHandler, SetEnvironmentVariable
 from launch.actions import UnsetEnvironmentVariable
-from launch.conditions import IfCondition
+from launch.event_handlers import OnShutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
-from tqdm_ros.launch_arguments import ARGUMENT_PARAMETERS, dds_environment
-from tqdm_ros.launch_arguments import node_parameter_overrides, parse_bool
+from tqdm_ros.launch_arguments import ARGUMENT_PARAMETERS, check_node_parameters
+from tqdm_ros.launch_arguments import dds_environment, node_parameter_overrides, NODE_NAME
+from tqdm_ros.launch_arguments import parse_bool, rviz_camera, rviz_config
 
 PACKAGE = 'tqdm_ros'
 
 
-def _launch_node(context, *, shipped_profile: str):
+def _launch_processes(context, *, shipped_profile: str, rviz_template: str):
     def argument(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
@@ -42,18 +52,35 @@ def _launch_node(context, *, shipped_profile: str):
         fastdds_profile=argument('fastdds_profile'), shipped_profile=shipped_profile,
         distro=os.environ.get('ROS_DISTRO'))
     overrides = node_parameter_overrides({name: argument(name) for name in ARGUMENT_PARAMETERS})
+    params_file, namespace = argument('params_file'), argument('namespace')
+    check_node_parameters(overrides, params_file=params_file, namespace=namespace)
+    show_rviz = parse_bool('rviz', argument('rviz'))
     actions = [SetEnvironmentVariable(name, value) if value is not None
                else UnsetEnvironmentVariable(name) for name, value in environment.items()]
     actions.append(LifecycleNode(
         package=PACKAGE,
         executable='segmentation_node',
-        name='segmentation_node',
-        namespace=LaunchConfiguration('namespace'),
-        parameters=[LaunchConfiguration('params_file'), overrides],
+        name=NODE_NAME,
+        namespace=namespace,
+        parameters=[params_file, overrides],
         output='screen',
         emulate_tty=True,
     ))
-    return actions
+    cleanup = []
+    if show_rviz:
+        with open(rviz_template) as file:
+            config = rviz_config(file.read(), **rviz_camera(
+                overrides, params_file=params_file, namespace=namespace))
+        folder = tempfile.mkdtemp(prefix='tqdm_ros_rviz_')
+        config_file = os.path.join(folder, os.path.basename(rviz_template))
+        with open(config_file, 'w') as file:
+            file.write(config)
+        actions.append(Node(package='rviz2', executable='rviz2', arguments=['-d', config_file]))
+        cleanup.append(RegisterEventHandler(OnShutdown(
+            on_shutdown=lambda event, context: shutil.rmtree(folder, ignore_errors=True))))
+    # Scoped: the environment changes reach these processes only, not those of a launch file
+    # that includes this one (GroupAction pushes and pops the environment since Humble).
+    return [GroupAction(actions, scoped=True), *cleanup]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -93,13 +120,9 @@ def generate_launch_description() -> LaunchDescription:
             description="'auto' (the loopback profile with local_only, else the environment's), "
                         "'none' (no profile file) or the path of a Fast DDS XML profile"),
         DeclareLaunchArgument('rviz', default_value='false',
-                              description='also start RViz with config/segment.rviz'),
-        OpaqueFunction(function=_launch_node, kwargs={
-            'shipped_profile': os.path.join(config, 'fastdds_localhost.xml')}),
-        Node(
-            package='rviz2',
-            executable='rviz2',
-            arguments=['-d', os.path.join(config, 'segment.rviz')],
-            condition=IfCondition(LaunchConfiguration('rviz')),
-        ),
+                              description='also start RViz with config/segment.rviz, on the '
+                                          'first camera'),
+        OpaqueFunction(function=_launch_processes, kwargs={
+            'shipped_profile': os.path.join(config, 'fastdds_localhost.xml'),
+            'rviz_template': os.path.join(config, 'segment.rviz')}),
     ])

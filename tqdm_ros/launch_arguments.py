@@ -8,18 +8,22 @@ message that names it before any process starts:
   ``camera_topics`` given as a comma list or a YAML list;
 - the DDS environment of the started processes (:func:`dds_environment`): inherited by default,
   loopback-only with ``local_only:=true``, the Fast DDS profile variable set or removed with
-  ``fastdds_profile``.
+  ``fastdds_profile``;
+- the node's parameters checked by the node's own validation when an argument sets an inference
+  option (:func:`check_node_parameters`), so ``precision:=fp64`` ends the launch at once;
+- the topics of the RViz config, rewritten for the first camera (:func:`rviz_config`).
 
 :func:`loopback_environment` is the loopback-only environment for every distro at once, for the
 processes the package's own tools start (benchmarks), which cannot rely on ``ROS_DISTRO``.
 """
 
 import os
-from typing import Optional
+import re
+from typing import Any, Optional
 
 import yaml
 
-from tqdm_ros.camera_topics import TRANSPORTS
+from tqdm_ros.camera_topics import camera_topics, TRANSPORTS
 
 # Launch argument -> node parameter, applied over the params file when the argument is not
 # empty. 'model' is the deprecated name of 'preset', passed through for the node to report.
@@ -33,6 +37,14 @@ ARGUMENT_PARAMETERS = {
     'precision': 'precision',
     'autostart': 'autostart',
 }
+# Launch arguments that set a tqdm_core.InferenceOptions field: only the node's parameter
+# validation (which imports torch) can check them, so the launch runs it when one is given.
+INFERENCE_ARGUMENTS = ('device', 'precision')
+NODE_NAME = 'segmentation_node'
+# The camera config/segment.rviz shows, as the node names its topics with the default
+# output_namespace; rviz_config() moves every display to the launched camera.
+RVIZ_TEMPLATE_CAMERA = camera_topics(
+    '/camera/image_raw', transport='raw', output_namespace='segmentation')
 PROFILE_AUTO = 'auto'
 PROFILE_NONE = 'none'
 # Fast DDS 3 (Kilted and newer) reads FASTDDS_DEFAULT_PROFILES_FILE; Fast DDS 2 (Humble, Iron,
@@ -176,3 +188,139 @@ def loopback_environment(profile: str) -> dict[str, str]:
     """
     return {'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST', 'ROS_LOCALHOST_ONLY': '1',
             **dict.fromkeys(PROFILE_VARIABLES, profile)}
+
+
+def _node_name_pattern(key: str) -> re.Pattern:
+    """A params-file key as rcl matches it: ``*`` one namespace token, ``**`` any number."""
+    tokens = [t for t in key.split('/') if t]
+    parts = []
+    for index, token in enumerate(tokens):
+        if token == '**':
+            parts.append('(/[^/]+)*' if index < len(tokens) - 1 else '(/[^/]+)+')
+        else:
+            parts.append('/[^/]+' if token == '*' else '/' + re.escape(token))
+    return re.compile(''.join(parts) + r'\Z')
+
+
+def params_file_parameters(path: str, *, namespace: str) -> dict[str, Any]:
+    """The parameters a params file gives the launched node, later sections over earlier ones.
+
+    Args:
+        path: the ``params_file`` argument.
+        namespace: the ``namespace`` argument ('' for the root namespace).
+
+    Raises:
+        LaunchArgumentError: a file that is missing or is not a ROS 2 params file.
+    """
+    try:
+        with open(path) as file:
+            content = yaml.safe_load(file) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise LaunchArgumentError(
+            f"launch argument params_file: cannot read '{path}' ({error}); give a YAML file "
+            'keyed /**/segmentation_node: ros__parameters: ...') from None
+    node = f"{node_namespace(namespace).rstrip('/')}/{NODE_NAME}"
+    values = {}
+    for key, section in content.items() if isinstance(content, dict) else ():
+        if isinstance(section, dict) and _node_name_pattern(str(key)).match(node):
+            values.update(section.get('ros__parameters') or {})
+    return values
+
+
+def node_namespace(namespace: str) -> str:
+    """The node's namespace as launch_ros gives it: ``ns`` and ``/ns/`` -> ``/ns``, '' -> ``/``."""
+    return '/' + namespace.strip().strip('/')
+
+
+def check_node_parameters(overrides: dict, *, params_file: str, namespace: str) -> None:
+    """Validate the node's parameters as the node will, when an argument sets an inference option.
+
+    The node validates at configure, after loading torch and the model; the launch would report
+    ``precision:=fp64`` only when the node dies. The check imports the node's parameter table
+    (and torch with it), so it runs only when one of :data:`INFERENCE_ARGUMENTS` is given: the
+    other arguments are checked by :func:`node_parameter_overrides` without it.
+
+    Args:
+        overrides: :func:`node_parameter_overrides` of the launch arguments.
+        params_file: the ``params_file`` argument, read as rcl reads it for the node.
+        namespace: the ``namespace`` argument.
+
+    Raises:
+        LaunchArgumentError: the node would refuse its parameters; the message is the node's.
+    """
+    if not any(ARGUMENT_PARAMETERS[name] in overrides for name in INFERENCE_ARGUMENTS):
+        return
+    from tqdm_ros.parameters import PARAMETER_SPECS, ParameterError, validate_parameters
+
+    values = {spec.name: spec.default for spec in PARAMETER_SPECS}
+    values.update(params_file_parameters(params_file, namespace=namespace))
+    values.update(overrides)
+    try:
+        validate_parameters(values)
+    except ParameterError as error:
+        given = ', '.join(f'{name}:={overrides[ARGUMENT_PARAMETERS[name]]}'
+                          for name in INFERENCE_ARGUMENTS if ARGUMENT_PARAMETERS[name] in overrides)
+        raise LaunchArgumentError(
+            f'launch arguments ({given}) with {params_file}: {error}') from None
+
+
+def rviz_config(template: str, *, input_topic: str, transport: str, output_namespace: str,
+                namespace: str) -> str:
+    """The RViz config ``template`` with its displays on the topics of one camera.
+
+    Args:
+        template: text of config/segment.rviz, which shows :data:`RVIZ_TEMPLATE_CAMERA`.
+        input_topic: the camera's topic as the node is given it (relative names resolve in the
+            node's namespace, as the node resolves them).
+        transport: the node's ``input_transport``; a compressed camera is shown compressed.
+        output_namespace: the node's ``output_namespace``.
+        namespace: the ``namespace`` argument.
+
+    Returns:
+        The config text, every display topic fully qualified.
+
+    Raises:
+        LaunchArgumentError: a template display on a topic of no camera (the template changed).
+    """
+    from rclpy.expand_topic_name import expand_topic_name
+
+    camera = camera_topics(input_topic, transport=transport, output_namespace=output_namespace)
+
+    def resolve(name: str) -> str:
+        return expand_topic_name(name, NODE_NAME, node_namespace(namespace))
+
+    outputs = resolve(camera.outputs)
+    config = yaml.safe_load(template)
+    for display in config['Visualization Manager']['Displays']:
+        topic = display.get('Topic')
+        if not isinstance(topic, dict):
+            continue
+        value = topic['Value']
+        if value == RVIZ_TEMPLATE_CAMERA.subscribed:
+            topic['Value'] = resolve(camera.subscribed)
+        elif value.startswith(RVIZ_TEMPLATE_CAMERA.outputs + '/'):
+            topic['Value'] = outputs + value[len(RVIZ_TEMPLATE_CAMERA.outputs):]
+        else:
+            raise LaunchArgumentError(
+                f"the RViz config's display {display.get('Name')!r} shows {value!r}, not a topic "
+                f'of the camera {RVIZ_TEMPLATE_CAMERA.camera!r} it is written for')
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def rviz_camera(overrides: dict, *, params_file: str, namespace: str) -> dict[str, str]:
+    """The :func:`rviz_config` arguments of the node's first camera.
+
+    Each value comes from the launch arguments, else the params file, else the node's default.
+
+    Raises:
+        LaunchArgumentError: an unreadable params file.
+    """
+    values = {**params_file_parameters(params_file, namespace=namespace), **overrides}
+    names = ('input_topics', 'input_transport', 'output_namespace')
+    if any(name not in values for name in names):
+        from tqdm_ros.parameters import SPECS_BY_NAME  # imports torch: only when needed
+
+        values = {name: SPECS_BY_NAME[name].default for name in names} | values
+    topics = values['input_topics'] or [RVIZ_TEMPLATE_CAMERA.camera]  # empty: the node refuses
+    return {'input_topic': topics[0], 'transport': values['input_transport'],
+            'output_namespace': values['output_namespace'], 'namespace': namespace}

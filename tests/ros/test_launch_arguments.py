@@ -1,11 +1,13 @@
 """tqdm_ros.launch_arguments: what segment.launch.py makes of its arguments."""
 
 import pytest
+import yaml
 
 from tests.ros.ros_harness import REPO_ROOT
 from tqdm_ros.launch_arguments import (
-    dds_environment, LaunchArgumentError, loopback_environment, node_parameter_overrides,
-    parse_bool, parse_topic_list)
+    check_node_parameters, dds_environment, LaunchArgumentError, loopback_environment,
+    node_parameter_overrides, params_file_parameters, parse_bool, parse_topic_list, rviz_camera,
+    rviz_config)
 
 
 @pytest.mark.parametrize('text', [
@@ -107,3 +109,70 @@ def test_a_missing_profile_file_is_refused():
     assert str(error.value) == (
         "launch argument fastdds_profile: '/nowhere/profile.xml' is not a file; give the path "
         "of a Fast DDS XML profile, 'auto' or 'none'")
+
+
+def params_file(tmp_path, text: str) -> str:
+    path = tmp_path / 'params.yaml'
+    path.write_text(text)
+    return str(path)
+
+
+def test_params_file_sections_match_the_node_as_rcl_does(tmp_path):
+    path = params_file(tmp_path, '\n'.join([
+        '/**:', '  ros__parameters: {device: cpu, precision: fp32}',
+        '/**/segmentation_node:', '  ros__parameters: {precision: bf16}',
+        '/robot/segmentation_node:', '  ros__parameters: {device: cuda}',
+        '/*/other_node:', '  ros__parameters: {device: unused}']))
+    assert params_file_parameters(path, namespace='') == {'device': 'cpu', 'precision': 'bf16'}
+    assert params_file_parameters(path, namespace='robot') == {
+        'device': 'cuda', 'precision': 'bf16'}
+    with pytest.raises(LaunchArgumentError, match="launch argument params_file: cannot read"):
+        params_file_parameters(str(tmp_path / 'missing.yaml'), namespace='')
+
+
+def test_inference_arguments_are_checked_by_the_node_validation_over_the_params_file(tmp_path):
+    shipped = str(REPO_ROOT / 'config' / 'segment.yaml')
+    check_node_parameters({'precision': 'bf16', 'device': 'cuda:1'}, params_file=shipped,
+                          namespace='')
+    with pytest.raises(LaunchArgumentError) as error:
+        check_node_parameters({'precision': 'fp64'}, params_file=shipped, namespace='')
+    assert str(error.value) == (
+        f"launch arguments (precision:=fp64) with {shipped}: parameter 'precision' must be one "
+        "of 'auto', 'fp32', 'bf16', 'fp16', got 'fp64'")
+    cuda = params_file(tmp_path, '/**:\n  ros__parameters: {device: cuda}\n')
+    check_node_parameters({'precision': 'fp16'}, params_file=cuda, namespace='')
+    # Without an inference argument nothing that needs the node's table (torch) is checked.
+    check_node_parameters({'input_topics': ['/a/image']}, params_file='/nowhere.yaml',
+                          namespace='')
+
+
+RVIZ_TEMPLATE = (REPO_ROOT / 'config' / 'segment.rviz').read_text()
+
+
+def rviz_topics(**camera) -> list:
+    config = yaml.safe_load(rviz_config(RVIZ_TEMPLATE, **camera))
+    return [display['Topic']['Value'] for display in config['Visualization Manager']['Displays']]
+
+
+def test_rviz_config_follows_the_camera_namespace_and_transport():
+    assert rviz_topics(input_topic='/camera/image_raw', transport='raw',
+                       output_namespace='segmentation', namespace='') == [
+        '/camera/image_raw', '/camera/segmentation/overlay', '/camera/segmentation/color_mask',
+        '/camera/segmentation/confidence_mono8']
+    assert rviz_topics(input_topic='left/image', transport='compressed',
+                       output_namespace='seg', namespace='/robot/') == [
+        '/robot/left/image/compressed', '/robot/left/seg/overlay', '/robot/left/seg/color_mask',
+        '/robot/left/seg/confidence_mono8']
+
+
+def test_rviz_camera_comes_from_the_arguments_else_the_params_file(tmp_path):
+    path = params_file(tmp_path, '/**/segmentation_node:\n  ros__parameters:\n'
+                       "    input_topics: ['/front/image_raw', '/rear/image_raw']\n"
+                       '    input_transport: compressed\n    output_namespace: seg\n')
+    assert rviz_camera({}, params_file=path, namespace='ns') == {
+        'input_topic': '/front/image_raw', 'transport': 'compressed', 'output_namespace': 'seg',
+        'namespace': 'ns'}
+    overrides = {'input_topics': ['/rear/image_raw'], 'input_transport': 'raw'}
+    assert rviz_camera(overrides, params_file=path, namespace='') == {
+        'input_topic': '/rear/image_raw', 'transport': 'raw', 'output_namespace': 'seg',
+        'namespace': ''}

@@ -10,7 +10,7 @@ import fnmatch
 import importlib
 
 from tests.ros.ros_harness import REPO_ROOT
-from tqdm_ros.launch_arguments import ARGUMENT_PARAMETERS
+from tqdm_ros.launch_arguments import ARGUMENT_PARAMETERS, INFERENCE_ARGUMENTS
 from tqdm_ros.parameters import SPECS_BY_NAME
 
 LAUNCH_FILE = REPO_ROOT / 'launch' / 'segment.launch.py'
@@ -88,3 +88,10 @@ def test_every_launch_configuration_read_is_a_declared_argument():
     assert read <= declared, read - declared
     assert {'camera_topics', 'input_transport', 'params_file', 'preset', 'checkpoint', 'device',
             'namespace', 'local_only', 'fastdds_profile'} <= declared
+
+
+def test_inference_arguments_are_the_arguments_that_set_inference_options():
+    """The launch checks these with the node's validation; the others it checks itself."""
+    assert set(INFERENCE_ARGUMENTS) == {argument for argument, parameter in
+                                        ARGUMENT_PARAMETERS.items()
+                                        if SPECS_BY_NAME[parameter].option is not None}
