@@ -251,7 +251,9 @@ def write_report(report: EvaluationReport, output: str | Path) -> Path:
 
 
 def _plain(value):
-    """A JSON-safe copy of a scalar (numpy numbers, paths and NaN included)."""
+    """A JSON-safe copy of a scalar (numpy numbers, paths and NaN included) or of a dict of them."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, (np.integer, np.floating)):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

@@ -105,7 +105,7 @@ def test_a_damaged_compressed_frame_in_a_bag_is_a_clear_error(make_test_bag, tmp
     writer.close()
     with open_bag(tmp_path / 'damaged') as reader:
         with pytest.raises(BagError, match='cannot decode compressed \\(rgb8; jpeg compressed '
-                                           'bgr8\\) image of the bag: jpeg data of'):
+                                           'bgr8\\) image of the bag: JPEG data has no readable'):
             list(iter_labeled_frames(reader, image_topic=COMPRESSED_TOPIC))
 
 
