@@ -15,7 +15,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from tqdm_core.checkpoint import load_checkpoint, save_checkpoint
+from tqdm_core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def package_model(source: Path, output: Path, *, metrics_path: Path | None, inference_scale: float | None,
@@ -29,7 +29,13 @@ def package_model(source: Path, output: Path, *, metrics_path: Path | None, infe
             recorded as the model's validation; None keeps the source's.
         inference_scale: the input scale the model expects; None keeps the one the source records.
         training_command, license_text: recorded as they are.
+
+    Raises:
+        ValueError: `output` is `source`.
     """
+    if output.resolve() == source.resolve():
+        raise ValueError(f"output {output} is the source checkpoint: packaging would replace its fp32 weights with "
+                         "fp16 ones; write the packaged model to another path")
     checkpoint = load_checkpoint(source)
     metadata = dataclasses.replace(
         checkpoint.metadata, training_command=training_command, license=license_text, source_checkpoint=source.name,
@@ -55,8 +61,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--training-command", default="", help="command that trained the model")
     parser.add_argument("--license", default="", help="license of the weights (follows the training data)")
     args = parser.parse_args(argv)
-    path = package_model(args.source, args.output, metrics_path=args.metrics, inference_scale=args.inference_scale,
-                         training_command=args.training_command, license_text=args.license)
+    try:
+        path = package_model(args.source, args.output, metrics_path=args.metrics,
+                             inference_scale=args.inference_scale, training_command=args.training_command,
+                             license_text=args.license)
+    except (CheckpointError, OSError, ValueError) as error:  # bad checkpoint or paths: the message says what to do, no traceback
+        parser.exit(1, f"error: {error}\n")
     print(f"packaged {args.source} -> {path} ({path.stat().st_size / 1e6:.1f} MB, fp16)")
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from tqdm_core import create_model, load_checkpoint, save_checkpoint
@@ -31,3 +32,12 @@ def test_package_keeps_the_recorded_scale_halves_the_weights_and_adds_metrics(tm
     overridden = package_model(source, tmp_path / "other.pt", metrics_path=None, inference_scale=0.75,
                                training_command="", license_text="")
     assert load_checkpoint(overridden).metadata.inference_scale == 0.75
+
+
+def test_packaging_onto_the_source_is_refused_and_leaves_it_intact(tmp_path):
+    source = save_checkpoint(create_model("tqdm-tiny-rn", pretrained=None, seed=0), tmp_path / "model_final.pt")
+    before = source.read_bytes()
+    with pytest.raises(ValueError, match="is the source checkpoint"):
+        package_model(source, tmp_path / "." / "model_final.pt", metrics_path=None, inference_scale=None,
+                      training_command="", license_text="")
+    assert source.read_bytes() == before
