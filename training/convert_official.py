@@ -18,6 +18,11 @@ metadata entry `tqdm_core.official_keys.TEACHER_METADATA`: `training.trainer.che
 from it, so the vision regularization loss of the converted model is the official one (a copy of the converted
 backbone would be the fine-tuned student, whose loss is 0). Keep it to compare losses with the official code or to
 fine-tune a converted model with the official regularizer.
+
+The file is checked before anything is converted: a file that is not a PyTorch checkpoint (an HTML page from a failed
+download, an image) is named as such, and every record's CRC-32 is verified (torch.load does not check them, so a
+damaged block would otherwise convert into silently wrong weights). Mistakes print one line and exit with code 2;
+--debug shows the traceback.
 """
 from __future__ import annotations
 
@@ -33,13 +38,24 @@ from typing import Any, Sequence
 import torch
 
 from tqdm_core import CheckpointError, create_model, save_checkpoint
+from tqdm_core.checkpoint import damaged_record
 from tqdm_core.official_keys import (OFFICIAL_CONFIG_OVERRIDES, OFFICIAL_MODELS, RELEASED_PRESETS, TEACHER_METADATA,
                                      TEACHER_PREFIX, convert_official_state_dict, detect_official_kind,
                                      official_presets, official_state_dict)
 from tqdm_core.presets import get_preset
+from training.user_errors import user_errors_exit
+
+PROGRAM = "python -m training.convert_official"
 
 # Scalar fields of mmcv's checkpoint `meta` worth keeping as provenance (the training config text included).
 _META_FIELDS = ("mmcv_version", "time", "iter", "epoch", "seed", "exp_name", "config")
+# How torch's legacy (pre-zip) format begins: a pickled magic number, 10 bytes little-endian after the opcodes.
+_LEGACY_TORCH_MAGIC = torch.serialization.MAGIC_NUMBER.to_bytes(10, "little")
+# File signatures of what is most often passed by mistake, for naming it.
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+               (b"\x1f\x8b", "a gzip archive (unpack it first?)"), (b"%PDF", "a PDF document"))
+# Where the official checkpoints are downloaded from.
+_OFFICIAL_LINKS = "the links in the official README (github.com/ByeongHyunPak/tqdm, section Checkpoints)"
 
 
 @dataclass
@@ -87,12 +103,26 @@ def read_official_checkpoint(path: str | Path, *,
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: truncated or corrupt file, Python objects a safe load refuses, or no state dict.
+        CheckpointError: not a PyTorch checkpoint, a record failing its CRC-32, truncated or corrupt file, Python
+            objects a safe load refuses, or no state dict.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"official checkpoint '{path}' does not exist; download it from the links in the "
-                                f"official README (github.com/ByeongHyunPak/tqdm, section Checkpoints)")
+        raise FileNotFoundError(f"official checkpoint '{path}' does not exist; download it from {_OFFICIAL_LINKS}")
+    try:
+        looks_like = non_checkpoint_kind(path)
+        # Before torch.load: it does not check CRCs, so damaged weights would be read as they are.
+        damaged = None if looks_like else damaged_record(path)
+    except zipfile.BadZipFile as error:  # the archive's directory is damaged
+        raise CheckpointError(f"'{path}' is truncated or corrupt (BadZipFile: {error}); download it again from "
+                              f"{_OFFICIAL_LINKS}") from error
+    if looks_like is not None:
+        raise CheckpointError(f"'{path}' is not a PyTorch checkpoint: it is {looks_like}; expected the official .pth "
+                              f"file (a zip archive written by torch.save); download it again from {_OFFICIAL_LINKS}")
+    if damaged is not None:
+        raise CheckpointError(f"'{path}' is corrupt: its record '{damaged}' fails its CRC-32 check (the file changed "
+                              f"after it was written: a damaged download or disk); download it again from "
+                              f"{_OFFICIAL_LINKS}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=not allow_pickle, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as error:
@@ -107,6 +137,39 @@ def read_official_checkpoint(path: str | Path, *,
                               f"download it again") from error
     meta = payload.get("meta") if isinstance(payload, dict) else None
     return official_state_dict(payload, source=str(path)), dict(meta) if isinstance(meta, dict) else {}
+
+
+def non_checkpoint_kind(path: Path) -> str | None:
+    """What `path` looks like when it is not a file torch.save writes (zip archive or legacy pickle); None if it is one.
+
+    A zip archive cut short (no central directory) counts as a checkpoint here: torch.load then names it truncated.
+    """
+    with open(path, "rb") as stream:
+        head = stream.read(512)
+    if head.startswith(b"PK\x03\x04"):
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            return None
+        return f"a zip archive without the data.pkl record of torch.save (it holds {len(names)} files: {names[:3]})"
+    if head.startswith(b"\x80") and _LEGACY_TORCH_MAGIC in head[:32]:
+        return None
+    if not head:
+        return "an empty file"
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    if head.startswith(b"\x80"):
+        return "a Python pickle that torch.save did not write"
+    text = head.decode("utf-8", errors="replace")
+    if "\x00" in text or text.count("\ufffd") > 3:
+        return f"binary data of an unknown kind (first bytes {head[:8].hex(' ')})"
+    if "<html" in text.lower() or text.lstrip().lower().startswith("<!doctype html"):
+        return "an HTML page (a download link that answered with a web page, e.g. a sign-in or quota page)"
+    first_line = (text.strip().splitlines() or [""])[0]
+    return f"a text file (first line {first_line[:60]!r})"
 
 
 def convert_official_checkpoint(source: str | Path, output: str | Path, *, preset: str = "auto",
@@ -162,7 +225,7 @@ def convert_official_checkpoint(source: str | Path, output: str | Path, *, prese
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.convert_official", description=__doc__,
+    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path, help="official checkpoint (.pth, mmsegmentation format)")
     parser.add_argument("output", type=Path, help="tqdm_core checkpoint to write (.pt)")
@@ -175,13 +238,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep-teacher", action="store_true",
                         help="keep the official frozen teacher reg_E0 (a third of the file) for training losses: the "
                              "official vision regularization loss, fine-tuning; inference does not use it")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of errors")
     args = parser.parse_args(argv)
-    try:
-        summary = convert_official_checkpoint(args.source, args.output, preset=args.preset,
-                                              allow_pickle=args.allow_pickle, keep_teacher=args.keep_teacher)
-    except (CheckpointError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    with user_errors_exit(PROGRAM, debug=args.debug):
+        try:
+            summary = convert_official_checkpoint(args.source, args.output, preset=args.preset,
+                                                  allow_pickle=args.allow_pickle, keep_teacher=args.keep_teacher)
+        except OSError as error:  # a path that cannot be read or written (permissions, a folder): the error names it
+            raise ValueError(str(error)) from error
     print(summary.report())
     return 0
 

@@ -165,6 +165,9 @@ def evaluate_dataset(scaled: ScaledPredictor, dataset: SegmentationDataset, *, l
         max_images: score only the first N images.
         num_overlays: example frames in the overlay picture.
         progress: show a progress bar.
+
+    Raises:
+        ValueError: a frame's image or label cannot be read (the message names the file).
     """
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     model = scaled.model
@@ -173,7 +176,12 @@ def evaluate_dataset(scaled: ScaledPredictor, dataset: SegmentationDataset, *, l
 
     def samples():
         for index in range(count):
-            sample = dataset.load_sample(index)
+            try:
+                sample = dataset.load_sample(index)
+            except ValueError as error:  # tqdm_core.data's errors for a file it cannot read name the file
+                raise ValueError(f"cannot score frame {index} of {label}: {error}; replace that file with a "
+                                 f"readable, matching copy (or remove the frame from the dataset), then evaluate "
+                                 f"again") from error
             yield LabeledImage(name=sample["name"], image=sample["image"], ground_truth=sample["label"])
 
     def predict(image):

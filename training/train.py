@@ -28,7 +28,7 @@ import logging
 import sys
 from pathlib import Path
 
-from training.run_folder import CONFIG_FILE
+from training.run_folder import CONFIG_FILE, holds_run
 from training.train_config import TrainConfig, load_config
 from training.trainer import Trainer
 from training.user_errors import user_errors_exit
@@ -53,14 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with user_errors_exit("python -m training.train", debug=args.debug):
         config = _run_config(args)
-        trainer = Trainer(config, resume=args.resume, progress=not args.no_progress)
+        trainer = Trainer(config, resume=args.resume, stop_at=args.stop_at, progress=not args.no_progress)
         try:
             if trainer.context.is_main:
                 print(f"training {config.preset} on {config.train_dataset.name}:{config.train_dataset.split} "
                       f"({len(trainer.stream.dataset)} images), {config.schedule.iterations} iterations of "
                       f"{config.batch_size} x {config.accumulation_steps} x {trainer.context.world_size} images, "
                       f"{config.precision} on {trainer.device}; run folder {config.output_dir}", flush=True)
-            summary = trainer.train(stop_at=args.stop_at)
+            summary = trainer.train()
             if trainer.context.is_main:
                 print(_summary_text(summary, config.output_dir), flush=True)
         finally:
@@ -71,16 +71,20 @@ def main(argv: list[str] | None = None) -> int:
 def _run_config(args: argparse.Namespace) -> TrainConfig:
     """The config with its overrides, and the run folder.
 
-    Resuming a run folder (``--resume FOLDER``) without ``--config`` uses the folder's config.yaml. The run folder is
-    an ``output_dir=`` override if given, else the folder given to --resume, else the config's, else
-    runs/<config file name>.
+    Resuming a run folder (``--resume FOLDER``) without ``--config`` uses the folder's config.yaml; a missing or empty
+    one is an error (the defaults are another run's config). The run folder is an ``output_dir=`` override if given,
+    else the folder given to --resume, else the config's, else runs/<config file name>.
     """
     resume_folder = Path(args.resume) if args.resume not in (None, "auto", "none") else None
-    if resume_folder is not None and not resume_folder.is_dir():
-        resume_folder = None
+    if resume_folder is not None and not (resume_folder.is_dir() and holds_run(resume_folder)):
+        resume_folder = None  # a checkpoint file, or a folder the trainer refuses with a message
     config_path = args.config
-    if config_path is None and resume_folder is not None and (resume_folder / CONFIG_FILE).is_file():
+    if config_path is None and resume_folder is not None:
         config_path = resume_folder / CONFIG_FILE
+        if not config_path.is_file() or not config_path.read_text().strip():
+            raise ValueError(f"run folder '{resume_folder}' has {'an empty' if config_path.is_file() else 'no'} "
+                             f"{CONFIG_FILE}, so its config is unknown; pass the config the run started with as "
+                             f"--config (every checkpoint also records it, as 'train_config')")
     config = load_config(config_path, args.overrides)
     if resume_folder is not None and not any(item.partition("=")[0].strip() == "output_dir" for item in args.overrides):
         config.output_dir = str(resume_folder)

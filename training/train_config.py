@@ -6,7 +6,9 @@ Unknown keys and values of the wrong type are errors, so a typo never silently f
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import inspect
 import logging
 import types
 import typing
@@ -17,7 +19,8 @@ from typing import Any
 import yaml
 
 from tqdm_core.config import deep_update, plain_data
-from tqdm_core.inference.options import RANGES
+from tqdm_core.data import DATASETS
+from tqdm_core.inference.options import RANGES, InferenceOptions, InvalidOption
 from tqdm_core.losses import LossConfig
 
 logger = logging.getLogger(__name__)
@@ -156,7 +159,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        return _build(cls, data, "")
+        config = _build(cls, data, "")
+        for where, spec in (("train_dataset", config.train_dataset), ("validation.dataset", config.validation.dataset)):
+            if spec is not None:
+                spec.options = dataset_options(spec, where)
+        return config
 
     def check(self) -> None:
         """Raise ValueError on values that would only fail later, deep inside a run."""
@@ -177,6 +184,10 @@ class TrainConfig:
             problems.append(f"validation.scale must be in [{low:g}, {high:g}], got {self.validation.scale}")
         if self.validation.interval < 1:
             problems.append(f"validation.interval must be >= 1, got {self.validation.interval}")
+        try:  # the Predictor's own rules (ranges, stride <= window), in this config's names
+            InferenceOptions(window=self.validation.window, stride=self.validation.stride)
+        except InvalidOption as error:
+            problems.append(error.describe({"window": "validation.window", "stride": "validation.stride"}))
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             problems.append(f"ema_decay must be in (0, 1) or null, got {self.ema_decay}")
         if not 0.0 <= self.class_paste.probability <= 1.0:
@@ -186,7 +197,7 @@ class TrainConfig:
         if self.keep_checkpoints < 0:
             problems.append(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
         if problems:
-            raise ValueError("invalid training config:\n  " + "\n  ".join(problems))
+            raise ValueError("invalid training config: " + "; ".join(problems))
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
@@ -201,7 +212,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file '{path}' does not exist; configs live in training/configs/")
-        loaded = yaml.safe_load(path.read_text())
+        loaded = _parse_yaml(path.read_text(), f"config file '{path}'")
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"config file '{path}' must hold a mapping of fields, found {type(loaded).__name__}")
         data = _renamed_fields(loaded or {}, f"config file '{path}'")
@@ -210,13 +221,67 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         if not separator or not key:
             raise ValueError(f"override '{override}' must look like key.path=value (e.g. schedule.iterations=100)")
         _set_path(data, _renamed_fields({key: None}, f"override '{override}'").popitem()[0].split("."),
-                  yaml.safe_load(value))
+                  _parse_yaml(value, f"override '{override}'"))
     config = TrainConfig.from_dict(deep_update(TrainConfig().to_dict(), data))
     config.check()
     return hold_out(config) if config.hold_out_sequence else config
 
 
 DEPRECATED_FIELDS = {"model": "preset"}  # old top-level name -> current name
+NOT_DATASET_OPTIONS = ("root", "split", "transform")  # dataset arguments that are not `DatasetConfig.options`
+
+
+def dataset_options(spec: DatasetConfig, where: str) -> dict[str, Any]:
+    """``spec.options`` checked against the keyword arguments of its dataset class (``tqdm_core.data.DATASETS``).
+
+    An option that takes a list of strings also takes a bare string, as a list of one (``sequences=0016E5``:
+    iterating the string would select recordings named by single characters).
+
+    Args:
+        spec: the dataset; an unknown name is left to ``build_dataset``, which lists the registered ones.
+        where: the config path of ``spec`` in messages (``train_dataset``).
+
+    Raises:
+        ValueError: an option the dataset does not take (the message lists those it takes), or a value of the
+            wrong type in a list of strings.
+    """
+    dataset_class = DATASETS.get(spec.name)
+    if dataset_class is None:
+        return dict(spec.options)
+    parameters = inspect.signature(dataset_class).parameters
+    valid = sorted(name for name, parameter in parameters.items() if name not in NOT_DATASET_OPTIONS
+                   and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY))
+    unknown = sorted(set(spec.options) - set(valid))
+    if unknown and not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values()):
+        takes = f"the options it takes: {valid}" if valid else "it takes no options"
+        raise ValueError(f"'{where}.options' sets {unknown}, which dataset '{spec.name}' does not take; {takes}")
+    hints = typing.get_type_hints(dataset_class.__init__)
+    options = dict(spec.options)
+    for name, value in options.items():
+        if value is not None and _is_list_of_strings(hints.get(name)):
+            options[name] = _convert(list[str], value, f"{where}.options.{name}")
+    return options
+
+
+def _is_list_of_strings(hint: Any) -> bool:
+    """Whether a type hint is a list, tuple or sequence of strings, or one of them or None."""
+    arguments = [argument for argument in typing.get_args(hint) if argument is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(arguments) == 1:
+        hint = arguments[0]
+    return (typing.get_origin(hint) in (list, tuple, collections.abc.Sequence)
+            and typing.get_args(hint) in ((str,), (str, Ellipsis)))
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` whose syntax errors are one line naming ``where`` and the line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        position = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"{where} is not valid YAML: {problem}{position}; fix the syntax (quote values that hold "
+                         f"YAML punctuation such as ': ', '[' or '{{')") from error
 
 
 def changed_fields(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> dict[str, list[Any]]:
@@ -288,7 +353,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:
-    """Check ``value`` against the type hint; build nested dataclasses; lists become tuples for tuple fields."""
+    """Check ``value`` against the type hint; build nested dataclasses; lists become tuples for tuple fields; a
+    bare string is a list of one for list-of-strings fields."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -303,14 +369,20 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         raise ValueError(errors[0])
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, f"{where}.")
+    arguments = typing.get_args(hint)
+    if origin in (list, tuple) and arguments in ((str,), (str, Ellipsis)) and isinstance(value, str):
+        value = [value]  # a bare name on the command line (class_paste.classes=sign-symbol) is a list of one
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"'{where}' must be a list, got {value!r}")
-        arguments = typing.get_args(hint)
         item_types = [arguments[0]] * len(value) if len(arguments) == 2 and arguments[1] is Ellipsis else arguments
         if len(item_types) != len(value):
             raise ValueError(f"'{where}' must have {len(item_types)} entries, got {list(value)}")
         return tuple(_convert(t, v, f"{where}[{i}]") for i, (t, v) in enumerate(zip(item_types, value)))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"'{where}' must be a list, got {value!r}")
+        return [_convert(arguments[0], item, f"{where}[{index}]") for index, item in enumerate(value)]
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise ValueError(f"'{where}' must be a mapping, got {value!r}")
@@ -322,6 +394,9 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         except (TypeError, ValueError):
             raise ValueError(f"'{where}' must be a number, got {value!r}") from None
     if hint in (int, float, str, bool):
+        if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"'{where}' must be a string, got the number {value!r}; quote it ('{value}') if it is "
+                             f"a name")
         if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
             raise ValueError(f"'{where}' must be {hint.__name__}, got {value!r}")
         return value

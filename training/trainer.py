@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -53,14 +54,16 @@ from tqdm_core.data import (LightingAugmentation, RareClassPaste, RareClassSampl
 from tqdm_core.evaluation import SemSegEvaluator
 from tqdm_core.losses import TqdmLoss
 from tqdm_core.official_keys import TEACHER_METADATA
+from tqdm_core.presets import get_preset
+from tqdm_core.pretrained import PretrainedWeightsUnavailable
 from training.launcher_watch import exit_with_launcher, launched_by_torchrun
 from training.optimizer import PolySchedule, build_optimizer
-from training.run_folder import (CONFIG_FILE, FINAL_MODEL, FINAL_RAW_MODEL, LOG_FILE, RCS_CACHE, checkpoint_path,
-                                 holds_run, list_checkpoints, no_run_message, remove_stale_temporaries,
-                                 set_aside, truncate_log)
+from training.run_folder import (CHECKPOINT_FOLDER, CONFIG_FILE, FINAL_MODEL, FINAL_RAW_MODEL, LOG_FILE, RCS_CACHE,
+                                 checkpoint_path, holds_run, list_checkpoints, no_run_message,
+                                 remove_stale_temporaries, set_aside, truncate_log)
 from training.run_lock import RunLock
 from training.sample_stream import ShuffledStream, StreamSampler
-from training.train_config import DatasetConfig, TrainConfig, changed_fields
+from training.train_config import DatasetConfig, TrainConfig, changed_fields, dataset_options
 
 logger = logging.getLogger(__name__)
 
@@ -166,8 +169,40 @@ def update_weight_average(average: AveragedModel, model: nn.Module) -> None:
                     getattr(averaged_module, name).copy_(buffer)
 
 
-def _build_dataset(spec: DatasetConfig) -> SegmentationDataset:
-    return build_dataset(spec.name, spec.root, spec.split, **spec.options)
+def _build_dataset(spec: DatasetConfig, where: str) -> SegmentationDataset:
+    """The dataset of ``spec`` (config path ``where``, named by errors); options it does not take are refused."""
+    return build_dataset(spec.name, spec.root, spec.split, **dataset_options(spec, where))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` through a temporary file and a rename: a crash leaves the old file or the new one,
+    never an empty or partial one."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temporary, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _checkpoint_iteration(path: Path) -> int | None:
+    """The iteration in a checkpoint's name (``iter_0000200.pt`` -> 200), or None for another name."""
+    number = path.stem.removeprefix("iter_")
+    return int(number) if number.isdigit() else None
+
+
+def _original_message(error: BaseException) -> str:
+    """An exception's message on one line; for one raised in a DataLoader worker (torch raises it again with the
+    worker's traceback in the message), the message of the worker's exception only."""
+    text = str(error)
+    marker = f"\n{type(error).__name__}: "
+    if text.startswith("Caught ") and marker in text:
+        text = text.rsplit(marker, 1)[1]
+    return " ".join(line.strip() for line in text.strip().splitlines())
 
 
 def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -178,6 +213,9 @@ def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         tqdm_core.CheckpointError: a truncated or corrupt file, or not a training checkpoint; the message names it.
     """
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise tqdm_core.CheckpointError(f"checkpoint '{path}' is empty (0 bytes: its write or copy never happened); "
+                                        f"copy it again")
     payload = read_checkpoint_file(path)  # also checks every record's CRC
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise tqdm_core.CheckpointError(f"'{path}' is not a training checkpoint (format '{CHECKPOINT_FORMAT}'); "
@@ -283,14 +321,19 @@ class Trainer:
               from iteration 0, with a warning; a folder that does not exist or holds no run is refused;
             - a run folder: the same as "auto" for the output folder; another folder is only read (its newest
               readable checkpoint starts this run);
-            - a checkpoint file (``<run folder>/checkpoints/iter_*.pt``).
+            - a checkpoint file (``<run folder>/checkpoints/iter_*.pt``). One older than the newest checkpoint of the
+              output folder abandons the run's continuation after it: its newer checkpoints and final model move
+              to ``checkpoints/abandoned_<time>/`` with copies of its config.yaml and log.jsonl, with a warning.
+        stop_at: the iteration ``train()`` stops at (None: the end of the schedule); a run already there is
+            refused here, before anything in the run folder changes.
         progress: show progress bars (main process only).
 
     The main process holds the output folder's lock (``training.run_lock``) from construction to ``close()``; use the
     trainer as a context manager, or call ``close()``.
     """
 
-    def __init__(self, config: TrainConfig, *, resume: str | None = None, progress: bool = True) -> None:
+    def __init__(self, config: TrainConfig, *, resume: str | None = None, stop_at: int | None = None,
+                 progress: bool = True) -> None:
         config.check()
         if not config.output_dir:
             raise ValueError("config.output_dir is empty; set output_dir (training.train defaults it to "
@@ -300,6 +343,7 @@ class Trainer:
         self.context = init_distributed(config.device)
         self.device = self.context.device
         self.progress = progress and self.context.is_main
+        self.stop_at = stop_at
         self.lock: RunLock | None = None
         new_folders = [folder for folder in (self.output_dir, *self.output_dir.parents) if not folder.exists()]
         try:
@@ -333,8 +377,19 @@ class Trainer:
         np.random.seed(seed)
         torch.manual_seed(seed)
 
-        self.model = tqdm_core.create_model(config.preset, pretrained=config.pretrained, seed=config.seed,
-                                            overrides=config.model_overrides or None).to(self.device)
+        try:
+            self.model = tqdm_core.create_model(config.preset, pretrained=config.pretrained, seed=config.seed,
+                                                overrides=config.model_overrides or None).to(self.device)
+        except PretrainedWeightsUnavailable as error:
+            if get_preset(config.preset).backbone.open_clip_model:
+                raise
+            raise PretrainedWeightsUnavailable(
+                f"preset '{config.preset}' has no pretrained weights (its towers start random), but pretrained="
+                f"{config.pretrained} asks for them; use pretrained=null") from error
+        divisor = self.model.size_divisor
+        if config.validation.dataset is not None and config.validation.window % divisor:
+            raise ValueError(f"validation.window must be a multiple of {divisor} (the model's size divisor), got "
+                             f"{config.validation.window}; the paper's is 512")
         self.criterion = TqdmLoss.from_config(config.loss)
         # The frozen teacher of the vision regularizer: the visual encoder as just built from the pretrained weights;
         # a resumed run replaces it with the teacher its checkpoint saved (_load_checkpoint), never the student.
@@ -357,10 +412,11 @@ class Trainer:
         self.config_changes: dict[str, list[Any]] = {}  # config fields that differ from the resumed run's
         self.last_validation: dict[str, Any] | None = None
         rng_state = self._load_checkpoint(*resumed) if resumed is not None else None
+        self._end_iteration(stop_at=self.stop_at)  # refuses a run with nothing to do before it changes any file
 
         # The RCS statistics are computed once (main process) and read from the cache by the others.
         # Checked before the RCS statistics are counted and cached, so a mismatch leaves no file behind.
-        train_dataset = _build_dataset(config.train_dataset)
+        train_dataset = _build_dataset(config.train_dataset, "train_dataset")
         if train_dataset.class_table.names != self.model.class_table.names:
             raise ValueError(
                 f"the model predicts {self.model.class_table.name} classes {list(self.model.class_table.names)} but "
@@ -373,7 +429,7 @@ class Trainer:
         self.context.barrier()
         if not self.context.is_main:
             self.stream = build_training_stream(config, train_dataset, cache_path=cache_path)
-        self.validation_set = (_build_dataset(config.validation.dataset)
+        self.validation_set = (_build_dataset(config.validation.dataset, "validation.dataset")
                                if config.validation.dataset is not None else None)
 
         self.train_model: nn.Module = self.model
@@ -381,9 +437,12 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
         if self.context.is_main:
-            (self.output_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+            if resumed is not None:
+                self._set_aside_abandoned_continuation(resumed[0])
+            _write_atomically(self.output_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
             truncate_log(self.output_dir, self.start_iteration)
             self._record_config_changes()
+        self.validation_pending = self._resumed_validation_pending()
         # Restored last, so that nothing built above (model, teacher, datasets) consumes the resumed random streams.
         if rng_state is not None:
             _set_rng_state(rng_state, self.device)
@@ -441,8 +500,14 @@ class Trainer:
             return self._newest_readable_checkpoint(self.output_dir, owned=True)
         path = Path(resume)
         if path.is_dir():
+            if path.name == CHECKPOINT_FOLDER and holds_run(path.parent):
+                newest = list_checkpoints(path.parent)
+                raise ValueError(f"'{path}' is the checkpoint folder of run '{path.parent}', not a checkpoint; pass "
+                                 f"the run folder to continue from its newest readable checkpoint"
+                                 + (f", or one of its files (newest: '{newest[-1]}')" if newest else ""))
             if not holds_run(path):
-                raise FileNotFoundError(no_run_message(path))
+                raise FileNotFoundError(f"{no_run_message(path)}; pass a checkpoint file (<run folder>/checkpoints/"
+                                        f"iter_*.pt) or a run folder")
             return self._newest_readable_checkpoint(path, owned=False)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint to resume from '{path}' does not exist; pass a checkpoint file "
@@ -509,9 +574,17 @@ class Trainer:
         stored_config = dict(payload["model_config"])
         if stored_config.get("quick_gelu") is None:  # saved before the towers' activation was recorded
             stored_config["quick_gelu"] = unrecorded_activation(payload["preset"])
-        if payload["preset"] != self.model.preset or stored_config != self.model.config.to_dict():
-            raise ValueError(f"cannot resume '{path}': it holds a '{payload['preset']}' model with another config; "
-                             f"resume with the config the run started with ({self.output_dir / 'config.yaml'})")
+        current_config = self.model.config.to_dict()
+        if payload["preset"] != self.model.preset or stored_config != current_config:
+            differences = ([f"preset '{payload['preset']}' (checkpoint) vs '{self.model.preset}' (now)"]
+                           if payload["preset"] != self.model.preset else
+                           [f"model_overrides.{field} {old!r} (checkpoint) vs {new!r} (now)"
+                            for field, (old, new) in changed_fields(stored_config, current_config).items()])
+            run_config = path.parent.parent / CONFIG_FILE
+            source = f"'{run_config}'" if run_config.is_file() else "the checkpoint's train_config"
+            raise ValueError(f"cannot resume '{path}': its model differs from the config's: "
+                             f"{', '.join(differences) or 'another model config'}; resume with the preset and "
+                             f"model_overrides the run started with (as in {source})")
         self.model.load_state_dict(payload["model"], strict=True)
         if self.teacher is not None:
             if payload["teacher"] is None:
@@ -550,6 +623,74 @@ class Trainer:
             stream.write(json.dumps({"iteration": self.start_iteration, "time": time.time(),
                                      "config_changes": self.config_changes}) + "\n")
 
+    def _set_aside_abandoned_continuation(self, resumed: Path) -> None:
+        """Main process: after resuming before the newest checkpoint of the output folder (an explicit earlier
+        checkpoint, e.g. to redo a diverged stretch with a lower LR), the newer checkpoints and the final model
+        belong to the abandoned continuation. They move to ``checkpoints/abandoned_<time>/`` with copies of
+        config.yaml and log.jsonl as they were (the run's own are rewritten and cut back to the resumed iteration),
+        so that a later ``--resume auto`` continues this run and not that one; nothing is deleted."""
+        newer = [path for path in list_checkpoints(self.output_dir)
+                 if (_checkpoint_iteration(path) or 0) > self.start_iteration]
+        if not newer:
+            return
+        folder = self.output_dir / CHECKPOINT_FOLDER / f"abandoned_{time.strftime('%Y%m%d-%H%M%S')}"
+        folder.mkdir()
+        moved = [*newer, *(self.output_dir / name for name in (FINAL_MODEL, FINAL_RAW_MODEL)
+                           if (self.output_dir / name).is_file())]
+        for name in (CONFIG_FILE, LOG_FILE):
+            if (self.output_dir / name).is_file():
+                shutil.copy2(self.output_dir / name, folder / name)
+        for path in moved:
+            os.replace(path, folder / path.name)
+        logger.warning("resuming '%s' at iteration %d, before the newest checkpoint of '%s': its continuation after "
+                       "iteration %d is abandoned; moved %s and copies of %s and %s as they were to '%s'", resumed,
+                       self.start_iteration, self.output_dir, self.start_iteration,
+                       ", ".join(path.name for path in moved), CONFIG_FILE, LOG_FILE, folder)
+
+    def _validation_due(self, iteration: int) -> bool:
+        """Whether the run validates after ``iteration``: every ``validation.interval`` and after the last one."""
+        return self.validation_set is not None and (iteration % self.config.validation.interval == 0
+                                                    or iteration == self.config.schedule.iterations)
+
+    def _resumed_validation_pending(self) -> bool:
+        """Whether the validation due at the resumed iteration has yet to run; restores its metrics if it ran.
+
+        The checkpoint of an iteration is written before that iteration's validation (an error while validating
+        then loses no training), so it holds the metrics of the validation before; log.jsonl holds the later ones
+        if the stopped run got that far.
+        """
+        if self.start_iteration == 0 or not self._validation_due(self.start_iteration):
+            return False
+        logged: list[dict[str, Any] | None] = [None]
+        if self.context.is_main and (self.output_dir / LOG_FILE).is_file():
+            for line in (self.output_dir / LOG_FILE).read_text().splitlines():
+                record = json.loads(line) if line.strip() else {}
+                if record.get("iteration") == self.start_iteration and "validation" in record:
+                    logged[0] = record["validation"]
+        if self.context.distributed:
+            dist.broadcast_object_list(logged, src=0)
+        if logged[0] is None:
+            return True
+        self.last_validation = logged[0]
+        return False
+
+    def _end_iteration(self, stop_at: int | None) -> int:
+        """The iteration a run to ``stop_at`` (None: the end of the schedule) ends at.
+
+        Raises:
+            ValueError: the run is already there; a run at its last iteration without its final model is not (it
+                stopped while writing it, ``_finish_stopped_run``).
+        """
+        total = self.config.schedule.iterations
+        end = total if stop_at is None else min(stop_at, total)
+        if end <= self.start_iteration and not (self.start_iteration == total
+                                                and not (self.output_dir / FINAL_MODEL).exists()):
+            remedy = (f"pass a --stop-at after {self.start_iteration}" if self.start_iteration < total else
+                      f"the run is finished ({self.output_dir / FINAL_MODEL}); start a new one in another output_dir")
+            raise ValueError(f"nothing to do: the run is at iteration {self.start_iteration} and would stop at {end}; "
+                             f"{remedy}")
+        return end
+
     def _loader(self, end_iteration: int) -> DataLoader:
         config = self.config
         sampler = StreamSampler(start_iteration=self.start_iteration, total_iterations=end_iteration,
@@ -567,17 +708,21 @@ class Trainer:
     def train(self, *, stop_at: int | None = None) -> dict[str, Any]:
         """Run from the current iteration to the end of the schedule, or to ``stop_at`` (then leave a checkpoint).
 
+        Args:
+            stop_at: None: the constructor's ``stop_at``.
+
         Returns:
             Summary: ``iterations``, ``seconds``, ``seconds_per_iteration``, ``losses`` (last logged means),
             ``validation`` (last metrics or None), ``model_path`` (None when stopped early).
         """
         config = self.config
         total = config.schedule.iterations
-        end = total if stop_at is None else min(stop_at, total)
+        end = self._end_iteration(self.stop_at if stop_at is None else stop_at)
+        if self.validation_pending:  # the resumed run stopped between a checkpoint and the validation after it
+            self.last_validation = self.validate(self.start_iteration)
+            self.validation_pending = False
         if end <= self.start_iteration:
-            if self.start_iteration == total and not (self.output_dir / FINAL_MODEL).exists():
-                return self._finish_stopped_run()
-            raise ValueError(f"nothing to do: the run is at iteration {self.start_iteration} and would stop at {end}")
+            return self._finish_stopped_run()
         batches = iter(self._loader(end))
         self.train_model.train()
         bar = tqdm(total=total, initial=self.start_iteration, desc="train", unit="it", disable=not self.progress,
@@ -602,10 +747,10 @@ class Trainer:
                 seconds = time.perf_counter() - interval_start
                 last_logged = self._log_losses(done, interval_losses, interval_count, seconds, data_seconds)
                 interval_losses, interval_start, interval_count, data_seconds = {}, time.perf_counter(), 0, 0.0
-            if self.validation_set is not None and (done % config.validation.interval == 0 or done == total):
-                self.last_validation = self.validate(done)
             if done % config.checkpoint_interval == 0 or done == end < total:
-                self.save_checkpoint(done)
+                self.save_checkpoint(done)  # before validating: an error there must not lose this training
+            if self._validation_due(done):
+                self.last_validation = self.validate(done)
         bar.close()
         seconds = time.perf_counter() - run_start
         if self.context.distributed:
@@ -643,7 +788,12 @@ class Trainer:
         waited = 0.0
         for micro_step in range(steps):
             start = time.perf_counter()
-            batch = next(batches)
+            try:
+                batch = next(batches)
+            except ValueError as error:  # tqdm_core.data's errors for a sample it cannot read name its file
+                raise ValueError(f"cannot load a training sample at iteration {iteration}: {_original_message(error)}; "
+                                 f"replace that file with a readable copy (or remove the sample from the dataset), "
+                                 f"then continue with --resume auto") from error
             waited += time.perf_counter() - start
             images = batch["image"].to(self.device, non_blocking=True)
             labels = batch["label"].to(self.device, non_blocking=True)

@@ -4,6 +4,7 @@ Expected train ids are written out here by hand from METHOD.md section 7.1 and t
 tqdm_core.data.label_mappings.
 """
 from pathlib import Path
+import re
 
 import numpy as np
 import pytest
@@ -167,11 +168,25 @@ def test_gta5_split_folder_layouts_and_train_id_labels(tmp_path, nested):
     assert GTA5Dataset(tmp_path, split="all").names() == ["00001", "00002"]
 
 
-def test_gta5_resizes_an_image_whose_size_differs_from_its_label(tmp_path):
+def test_gta5_resizes_an_image_whose_size_differs_from_its_label_and_names_both(tmp_path):
+    """The label is kept as it is (scored exactly), the image resized to it; this used to happen silently."""
     make_gta_flat(tmp_path, ("00001",))
     write_image(tmp_path / "images/00001.png", np.zeros((20, 24, 3), np.uint8))
-    sample = GTA5Dataset(tmp_path, split="all")[0]
-    assert sample["image"].shape == (16, 16, 3) and sample["label"].shape == (16, 16)
+    expected = (f"image '{tmp_path / 'images/00001.png'}' is 24x20 but its label '{tmp_path / 'labels/00001.png'}' "
+                "is 16x16; the image is resized to the label's size")
+    with pytest.warns(UserWarning, match=re.escape(expected)):
+        sample = GTA5Dataset(tmp_path, split="all")[0]
+    assert sample["image"].shape == (16, 16, 3)
+    np.testing.assert_array_equal(sample["label"], expected_from(CITYSCAPES_EXPECTED, all_ids_label()))
+
+
+def test_other_datasets_refuse_an_image_whose_size_differs_from_its_label(tmp_path):
+    make_cityscapes(tmp_path, cities=("aachen",))
+    image = tmp_path / "leftImg8bit/val/aachen/aachen_000000_000000_leftImg8bit.png"
+    write_image(image, np.zeros((20, 24, 3), np.uint8))
+    with pytest.raises(ValueError, match=re.escape(f"image '{image}' is 24x20 but its label '") + r".*is 16x16; image "
+                       r"and label must have the same size"):
+        CityscapesDataset(tmp_path, split="val")[0]
 
 
 def test_gta5_errors_name_the_layout(tmp_path):

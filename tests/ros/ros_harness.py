@@ -90,7 +90,10 @@ class NodeProcess:
     def __init__(self, command: list, *, extra_env: Optional[dict] = None) -> None:
         # The repository's code, also when the editable install predates a package.
         python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')]))
-        env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONPATH=python_path, **(extra_env or {}))
+        # PYTHONFAULTHANDLER: a node that dies of a signal (a segfault in a native library) prints every
+        # thread's Python stack into its output, which the failing test shows.
+        env = dict(os.environ, PYTHONUNBUFFERED='1', PYTHONFAULTHANDLER='1', PYTHONPATH=python_path,
+                   **(extra_env or {}))
         self.command = command
         self._process = subprocess.Popen(
             command, env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,

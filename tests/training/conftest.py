@@ -33,16 +33,21 @@ def camvid_two_frames(tmp_path: Path) -> Path:
     return root
 
 
-def small_config(camvid_root: Path, output_dir: Path, *overrides: str) -> TrainConfig:
-    """tqdm-tiny-rn on whole 128x96 CamVid frames: no random crop, flip, photometric change or sampling."""
-    return load_config(None, [
+def small_overrides(camvid_root: Path, output_dir: Path, *overrides: str) -> list[str]:
+    """The command-line overrides of `small_config` (for ``training.train.main``)."""
+    return [
         "preset=tqdm-tiny-rn", "pretrained=null", "model_overrides={class_table: camvid11}",
         f"train_dataset={{name: camvid, root: '{camvid_root}', split: train}}",
         "augmentation.crop_size=[96, 128]", f"augmentation.scale_range=[{SCALE}, {SCALE}]",
         "augmentation.cat_max_ratio=1.0", "augmentation.flip_prob=0.0", "augmentation.photometric=false",
         "rare_class_sampling.enabled=false", "loss.num_points=768", "batch_size=2", "num_workers=0",
         "num_threads=1", "log_interval=1", f"output_dir='{output_dir}'", *overrides,
-    ])
+    ]
+
+
+def small_config(camvid_root: Path, output_dir: Path, *overrides: str) -> TrainConfig:
+    """tqdm-tiny-rn on whole 128x96 CamVid frames: no random crop, flip, photometric change or sampling."""
+    return load_config(None, small_overrides(camvid_root, output_dir, *overrides))
 
 
 def torchrun_command(config: TrainConfig, worker_source: str, folder: Path) -> tuple[list[str], dict[str, str]]:

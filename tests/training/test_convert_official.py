@@ -16,9 +16,13 @@ official file of tests/data/parity_fixture instead.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import re
+import shutil
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -369,8 +373,8 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path, capsys):
     torch.save({"meta": {"iter": 1}, "state_dict": resnet}, tmp_path / "resnet.pth")
     with pytest.raises(CheckpointError, match="not an official tqdm checkpoint.*conv1.weight"):
         convert_official.convert_official_checkpoint(tmp_path / "resnet.pth", tmp_path / "out.pt")
-    assert convert_official.main([str(tmp_path / "resnet.pth"), str(tmp_path / "out.pt")]) == 2
-    assert "not an official tqdm checkpoint" in capsys.readouterr().err
+    assert "not an official tqdm checkpoint" in convert_error([str(tmp_path / "resnet.pth"), str(tmp_path / "out.pt")],
+                                                              capsys)
     assert not (tmp_path / "out.pt").exists()
 
 
@@ -395,6 +399,79 @@ def test_a_preset_of_the_same_kind_is_tried_and_its_sizes_are_checked(converted_
     assert not (folder / "tiny.pt").exists()
 
 
+def convert_error(arguments: list[str], capsys) -> str:
+    """Run the command line, expect exit code 2, return the one line it printed."""
+    with pytest.raises(SystemExit) as exited:
+        convert_official.main(arguments)
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("python -m training.convert_official: error: ") and error.count("\n") == 1, error
+    assert "Traceback" not in error
+    return error
+
+
+def flip_a_bit_in_the_largest_tensor(path: Path) -> str:
+    """Flip one bit in the middle of the data of the largest tensor record of a torch zip file; returns its name."""
+    with zipfile.ZipFile(path) as archive:
+        record = max((info for info in archive.infolist() if "/data/" in info.filename), key=lambda i: i.file_size)
+    with open(path, "r+b") as stream:
+        stream.seek(record.header_offset + 26)  # local file header: name and extra-field lengths at byte 26
+        name_length, extra_length = struct.unpack("<HH", stream.read(4))
+        stream.seek(record.header_offset + 30 + name_length + extra_length + record.file_size // 2)
+        byte = stream.read(1)[0]
+        stream.seek(-1, os.SEEK_CUR)
+        stream.write(bytes([byte ^ 0x10]))
+    return record.filename
+
+
+def test_a_damaged_record_is_refused_before_converting(tmp_path, capsys):
+    """torch.load does not check CRCs: a flipped bit in a tensor used to convert with exit code 0 into a file with
+    fresh CRCs and one wrong weight."""
+    damaged = tmp_path / "official_tiny.pth"
+    shutil.copy(FIXTURE / "official_tiny.pth", damaged)
+    record = flip_a_bit_in_the_largest_tensor(damaged)
+    error = convert_error([str(damaged), str(tmp_path / "out.pt"), "--preset", "tqdm-clip-vit-tiny-official"], capsys)
+    assert f"'{damaged}' is corrupt: its record '{record}' fails its CRC-32 check" in error
+    assert "download it again" in error
+    assert not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.parametrize("content, looks_like", [
+    (b"hello world\n", "it is a text file (first line 'hello world')"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(64), "it is a PNG image"),
+    (b"<!DOCTYPE html><html><title>Google Drive - quota exceeded</title></html>", "it is an HTML page"),
+    (b"", "it is an empty file"),
+    (None, "it is a zip archive without the data.pkl record of torch.save"),
+], ids=["text", "png", "html", "empty", "zip"])
+def test_a_file_that_is_not_a_checkpoint_is_named_without_pickle_advice(tmp_path, capsys, content, looks_like):
+    """A text file used to end in a KeyError traceback from the unpickler, a PNG in advice to rerun with
+    --allow-pickle, which does not apply to a file torch.save did not write."""
+    source = tmp_path / "download.pth"
+    if content is None:
+        with zipfile.ZipFile(source, "w") as archive:
+            archive.writestr("README.txt", "not a checkpoint")
+    else:
+        source.write_bytes(content)
+    for arguments in ([], ["--allow-pickle"]):
+        error = convert_error([str(source), str(tmp_path / "out.pt"), *arguments], capsys)
+        assert f"'{source}' is not a PyTorch checkpoint: {looks_like}" in error
+        assert "download it again" in error and "--allow-pickle" not in error
+    assert not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_allow_pickle_is_offered_for_a_checkpoint_that_needs_it(tmp_path, capsys, zip_format):
+    """A real torch.save file whose meta holds an object the safe loader refuses (mmcv saves such objects)."""
+    source = tmp_path / "official.pth"
+    torch.save({"meta": {"config": argparse.Namespace(iters=20000)}, "state_dict": {"gamma": torch.zeros(3)}},
+               source, _use_new_zipfile_serialization=zip_format)
+    error = convert_error([str(source), str(tmp_path / "out.pt")], capsys)
+    assert "safe loader refuses" in error and "if you trust the file" in error and "rerun with --allow-pickle" in error
+    # With the flag the file is read and judged by its keys.
+    assert "not an official tqdm checkpoint" in convert_error([str(source), str(tmp_path / "out.pt"),
+                                                               "--allow-pickle"], capsys)
+
+
 def test_truncated_file_is_refused(tmp_path):
     torch.save({"meta": {}, "state_dict": {"backbone.conv1.weight": torch.randn(768, 3, 16, 16)}},
                tmp_path / "full.pth")
@@ -402,6 +479,11 @@ def test_truncated_file_is_refused(tmp_path):
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated or corrupt.*download it again"):
         convert_official.convert_official_checkpoint(tmp_path / "cut.pth", tmp_path / "out.pt")
+    # The end-of-archive record intact, the directory it points to damaged.
+    directory = struct.unpack("<I", data[data.rfind(b"PK\x05\x06") + 16:][:4])[0]
+    (tmp_path / "bad_directory.pth").write_bytes(data[:directory] + b"XX" + data[directory + 2:])
+    with pytest.raises(CheckpointError, match="truncated or corrupt.*download it again"):
+        convert_official.convert_official_checkpoint(tmp_path / "bad_directory.pth", tmp_path / "out.pt")
 
 
 def test_tqdm_core_checkpoint_is_not_converted_twice(converted_clip):

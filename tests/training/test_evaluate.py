@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -136,6 +137,26 @@ def test_user_mistakes_print_one_line_and_exit_2(cityscapes_checkpoint, tmp_path
     assert [p.name for p in taken.iterdir()] == ["camvid_val"]
     with pytest.raises(tqdm_core.CheckpointError, match="truncated or corrupt"):
         evaluate.main(["--checkpoint", str(truncated), "--dataset", dataset, "--debug"])
+
+
+def test_an_undecodable_image_is_named_with_a_remedy(cityscapes_checkpoint, tmp_path, capsys):
+    """The frame is reached after the ones before it were scored: one line naming the file and what to do, exit
+    code 2, no report (as training names an unreadable sample)."""
+    root = tmp_path / "camvid"
+    shutil.copytree(CAMVID_SAMPLE, root)
+    broken = root / "val" / "0016E5_07999.png"  # the second frame of val.txt
+    broken.write_bytes(b"not a png" * 100)
+    output = tmp_path / "eval"
+    with pytest.raises(SystemExit) as exited:
+        evaluate.main(["--checkpoint", str(cityscapes_checkpoint), "--dataset", f"camvid:{root}:val", "--mode",
+                       "whole", "--max-images", "2", "--no-progress", "--output-dir", str(output)])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("python -m training.evaluate: error: cannot score frame 1 of camvid_val: could not "
+                            f"decode image '{broken}'")
+    assert "replace that file with a readable, matching copy (or remove the frame from the dataset)" in error
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert not output.exists()
 
 
 def test_default_output_is_under_runs_of_the_working_folder(cityscapes_checkpoint, tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Packaging a trained model for shipping: fp16 weights, the recorded input scale, the model card metadata."""
+"""Packaging a trained model for shipping: fp16 weights, the recorded input scale, the model card metadata; errors."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tqdm_core import create_model, load_checkpoint, save_checkpoint
-from training.package_model import package_model
+from training.package_model import main as package_model_main, package_model
 
 
 def test_package_keeps_the_recorded_scale_halves_the_weights_and_adds_metrics(tmp_path):
@@ -41,3 +41,26 @@ def test_packaging_onto_the_source_is_refused_and_leaves_it_intact(tmp_path):
         package_model(source, tmp_path / "." / "model_final.pt", metrics_path=None, inference_scale=None,
                       training_command="", license_text="")
     assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [
+    "miou: 0.6\n",  # notes, not JSON
+    json.dumps({"checkpoint": "model_final.pt", "datasets": {"camvid_val": {"miou": 0.6}}}),  # evaluate's summary.json
+    json.dumps([0.6, 0.9]),
+], ids=["text", "summary-json", "json-list"])
+def test_a_metrics_file_that_is_not_an_evaluation_report_is_one_line(tmp_path, capsys, content):
+    """It used to fail with a JSONDecodeError message without the file's name, or a KeyError traceback."""
+    source = save_checkpoint(create_model("tqdm-tiny-rn", pretrained=None, seed=0), tmp_path / "model_final.pt")
+    metrics = tmp_path / "summary.json"
+    metrics.write_text(content)
+    arguments = [str(source), str(tmp_path / "shipped.pt"), "--metrics", str(metrics)]
+    with pytest.raises(SystemExit) as exited:
+        package_model_main(arguments)
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"python -m training.package_model: error: --metrics file '{metrics}' is not ")
+    assert "pass the report.json that `python -m training.evaluate` writes" in error
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert not (tmp_path / "shipped.pt").exists()
+    with pytest.raises(ValueError, match="is not"):
+        package_model_main([*arguments, "--debug"])

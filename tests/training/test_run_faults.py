@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.training.conftest import small_config
+from tests.training.conftest import SCALE, small_config
 from tests.training.test_resume import RANDOM_RECIPE, assert_same_weights, run
 from tqdm_core import CheckpointError
 from training import train
@@ -285,3 +285,105 @@ def test_a_refused_run_keeps_a_folder_that_existed(camvid_two_frames, tmp_path):
     with pytest.raises(ValueError, match="the model predicts cityscapes19 classes"):
         Trainer(config, progress=False)
     assert (tmp_path / "run").is_dir() and not any((tmp_path / "run").iterdir())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Refusals and errors that must not cost work or change the run folder
+
+
+def test_an_error_while_validating_keeps_the_checkpoint_of_that_iteration(camvid_two_frames, tmp_path):
+    """The checkpoint due at an iteration is written before that iteration's validation: an unreadable validation
+    image costs no training, and the resumed run validates that iteration first, once."""
+    for folder in ("val", "valannot"):
+        shutil.copytree(camvid_two_frames / f"train{folder[3:]}", camvid_two_frames / folder)
+    broken = sorted((camvid_two_frames / "val").glob("*.png"))[0]
+    image = broken.read_bytes()
+    broken.write_bytes(b"not a png")
+    folder = tmp_path / "run"
+    validated = (*RANDOM_RECIPE, f"validation.dataset={{name: camvid, root: '{camvid_two_frames}', split: val}}",
+                 "validation.mode=whole", f"validation.scale={SCALE}", "validation.interval=2")
+    with pytest.raises(ValueError, match=f"could not decode image '{broken}'"):
+        run(small_config(camvid_two_frames, folder, *validated))
+    assert [path.name for path in list_checkpoints(folder)] == ["iter_0000002.pt"]
+
+    broken.write_bytes(image)
+    summary = run(small_config(camvid_two_frames, folder, *validated), resume="auto")
+    records = [json.loads(line) for line in (folder / LOG_FILE).read_text().splitlines()]
+    assert [record["iteration"] for record in records if "validation" in record] == [2, 4]
+    assert summary["validation"]["miou"] == records[-1]["validation"]["miou"]
+
+
+def test_a_validation_window_the_model_cannot_use_is_refused_at_start(camvid_two_frames, tmp_path):
+    config = small_config(camvid_two_frames, tmp_path / "run", "validation.window=100", "validation.stride=64",
+                          f"validation.dataset={{name: camvid, root: '{camvid_two_frames}', split: train}}")
+    with pytest.raises(ValueError, match="validation.window must be a multiple of 32 \\(the model's size divisor\\), "
+                                         "got 100"):
+        Trainer(config, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_an_earlier_checkpoint_sets_the_abandoned_continuation_aside(camvid_two_frames, tmp_path, caplog):
+    """A run resumed from an explicit earlier checkpoint (say with a lower LR) and interrupted again must continue
+    with --resume auto from its own newest checkpoint, not from the abandoned run's; nothing is deleted."""
+    folder = tmp_path / "run"
+    first = run(small_config(camvid_two_frames, folder, *RANDOM_RECIPE))  # checkpoints 2 and 4, model_final.pt
+    first_log = (folder / LOG_FILE).read_text()
+    caplog.set_level(logging.WARNING)
+    run(small_config(camvid_two_frames, folder, *RANDOM_RECIPE, "optimizer.lr=2e-4"),
+        resume=str(checkpoint_path(folder, 2)), stop_at=3)
+
+    [abandoned] = (folder / "checkpoints").glob("abandoned_*")
+    assert sorted(path.name for path in abandoned.iterdir()) == ["config.yaml", "iter_0000004.pt", "log.jsonl",
+                                                                 "model_final.pt"]
+    assert (abandoned / LOG_FILE).read_text() == first_log
+    assert "optimizer:\n  lr: 0.001\n" in (abandoned / "config.yaml").read_text()
+    assert not Path(first["model_path"]).exists()
+    assert [path.name for path in list_checkpoints(folder)] == ["iter_0000002.pt", "iter_0000003.pt"]
+    assert (f"its continuation after iteration 2 is abandoned; moved iter_0000004.pt, model_final.pt and copies of "
+            f"config.yaml and log.jsonl as they were to '{abandoned}'") in caplog.text
+    assert _logged_iterations(folder) == [1, 2, 2, 3]  # the second 2 is the record of the config change
+    with Trainer(small_config(camvid_two_frames, folder, *RANDOM_RECIPE, "optimizer.lr=2e-4"), resume="auto",
+                 progress=False) as trainer:
+        assert trainer.start_iteration == 3
+
+
+def test_a_refused_stop_at_changes_nothing_in_the_run_folder(camvid_two_frames, tmp_path, capsys):
+    folder = tmp_path / "run"
+    run(small_config(camvid_two_frames, folder, *RANDOM_RECIPE), stop_at=2)
+    before = {path: path.read_bytes() for path in (folder / "config.yaml", folder / LOG_FILE)}
+    with pytest.raises(SystemExit) as exited:
+        train.main(["--resume", str(folder), "--stop-at", "1", "optimizer.lr=2e-4"])
+    assert exited.value.code == 2
+    assert {path: path.read_bytes() for path in before} == before
+    assert ("nothing to do: the run is at iteration 2 and would stop at 1; pass a --stop-at after 2"
+            in capsys.readouterr().err)
+
+
+def test_a_model_config_mismatch_names_the_field_and_the_run_config(camvid_two_frames, tmp_path):
+    run(small_config(camvid_two_frames, tmp_path / "first", *RANDOM_RECIPE), stop_at=2)
+    checkpoint = checkpoint_path(tmp_path / "first", 2)
+    with pytest.raises(ValueError) as error:
+        Trainer(small_config(camvid_two_frames, tmp_path / "second", *RANDOM_RECIPE, "model_overrides={}"),
+                resume=str(checkpoint), progress=False)
+    assert str(error.value) == (
+        f"cannot resume '{checkpoint}': its model differs from the config's: model_overrides.class_table 'camvid11' "
+        f"(checkpoint) vs 'cityscapes19' (now); resume with the preset and model_overrides the run started with (as "
+        f"in '{tmp_path / 'first' / 'config.yaml'}')")
+
+
+def test_config_yaml_is_replaced_atomically(camvid_two_frames, tmp_path, monkeypatch):
+    """A write that fails (a full disk, here at its fsync) leaves the previous config.yaml whole: an empty one
+    would make ``--resume FOLDER`` lose the run's config."""
+    folder = tmp_path / "run"
+    run(small_config(camvid_two_frames, folder, *RANDOM_RECIPE), stop_at=2)
+    saved = (folder / "config.yaml").read_text()
+
+    def full_disk(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        Trainer(small_config(camvid_two_frames, folder, *RANDOM_RECIPE, "optimizer.lr=2e-4"), resume="auto",
+                progress=False)
+    assert (folder / "config.yaml").read_text() == saved
+    assert not (folder / ".config.yaml.tmp").exists()

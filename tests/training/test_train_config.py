@@ -50,10 +50,51 @@ def test_command_line_overrides_and_yaml_number_quirk():
     ("iterations", "key.path=value"),
     ("class_paste.probability=1.5", r"class_paste.probability must be in \[0, 1\]"),
     ("class_paste.probability=0.5", "class_paste.classes is empty"),
+    ("validation.stride=600", r"'validation.stride' must be at most 'validation.window' \(512\)"),
+    ("validation.window=16", r"'validation.window' must be in \[32, 8192\]"),
+    ("class_paste.classes=[7]", r"'class_paste.classes\[0\]' must be a string, got the number 7; quote it"),
+    ("train_dataset={name: camvid, root: x, options: {sequences: [7]}}",
+     r"'train_dataset.options.sequences\[0\]' must be a string, got the number 7"),
+    ("train_dataset.options={foo: 1}", r"'train_dataset.options' sets \['foo'\], which dataset 'gta5' does not "
+                                       r"take; the options it takes: \['split_file'\]"),
+    ("validation.dataset={name: cityscapes, root: x, options: {classes: camvid11}}",
+     r"'validation.dataset.options' sets \['classes'\], which dataset 'cityscapes' does not take; it takes no "
+     r"options"),
+    ("optimizer.lr=[1e-3", r"override 'optimizer.lr=\[1e-3' is not valid YAML: .* at line 1, column 6"),
 ])
 def test_bad_overrides_are_rejected_with_a_clear_error(override, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as error:
         load_config(None, [override])
+    assert "\n" not in str(error.value)  # a user error is one line
+
+
+def test_several_problems_are_one_line():
+    with pytest.raises(ValueError, match="invalid training config: batch_size must be >= 1, got 0; validation.interval "
+                                         "must be >= 1, got 0$"):
+        load_config(None, ["batch_size=0", "validation.interval=0"])
+
+
+def test_a_yaml_syntax_error_names_the_config_file(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("preset: tqdm-tiny-rn\nschedule:\n  iterations: [100\n")
+    with pytest.raises(ValueError, match=f"config file '{broken}' is not valid YAML: .* at line 4, column 1; "
+                                         f"fix") as error:
+        load_config(broken)
+    assert "\n" not in str(error.value)
+
+
+def test_a_bare_string_is_a_list_of_one_for_lists_of_strings():
+    """On the command line ``classes=sign-symbol`` means one class, not eleven one-letter ones."""
+    config = load_config(None, ["class_paste.classes=sign-symbol", "optimizer.no_decay_keys=level_embed",
+                                "train_dataset={name: camvid, root: x, options: {sequences: 0016E5}}",
+                                "validation.dataset={name: camvid, root: x, options: {exclude_sequences: 0001TP}}"])
+    assert config.class_paste.classes == ["sign-symbol"]
+    assert config.optimizer.no_decay_keys == ("level_embed",)
+    assert config.train_dataset.options == {"sequences": ["0016E5"]}
+    assert config.validation.dataset.options == {"exclude_sequences": ["0001TP"]}
+    held_out = load_config(None, ["train_dataset={name: camvid, root: x, options: {exclude_sequences: 0006R0}}",
+                                  "hold_out_sequence=0001TP"])
+    assert held_out.train_dataset.options["exclude_sequences"] == ["0001TP", "0006R0"]
 
 
 def test_hold_out_sequence_splits_training_and_validation_by_recording():

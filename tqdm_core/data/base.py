@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import os
 from pathlib import Path
 from typing import Any
+import warnings
 
 import cv2
 import numpy as np
@@ -125,8 +126,8 @@ class SegmentationDataset(Dataset):
         class_table: classes the train ids refer to.
         transform: optional callable applied to each sample dict (e.g. ``TrainTransform``, ``EvalTransform``).
         resize_mismatched_images: when an image and its label differ in size, resize the image to the label
-            (bilinear) instead of raising ValueError. Only GTA5 needs this (a few of its images differ in size from
-            their labels).
+            (bilinear, with a warning naming both files) instead of raising ValueError. Only GTA5 needs this (a few
+            of its images differ in size from their labels); the label is kept as it is, so it is scored exactly.
     """
 
     def __init__(self, samples: Sequence[SampleFiles], *, class_table: ClassTable, transform: Transform | None = None,
@@ -158,10 +159,13 @@ class SegmentationDataset(Dataset):
         image = read_image(sample.image)
         label = self.load_label(index)
         if image.shape[:2] != label.shape:
+            sizes = (f"image '{sample.image}' is {image.shape[1]}x{image.shape[0]} but its label '{sample.label}' is "
+                     f"{label.shape[1]}x{label.shape[0]}")
             if not self.resize_mismatched_images:
-                raise ValueError(
-                    f"image '{sample.image}' is {image.shape[1]}x{image.shape[0]} but its label '{sample.label}' is "
-                    f"{label.shape[1]}x{label.shape[0]}; image and label must have the same size")
+                raise ValueError(f"{sizes}; image and label must have the same size")
+            # Python's default warning filter shows each file's warning once per process (or DataLoader worker).
+            warnings.warn(f"{sizes}; the image is resized to the label's size (a few GTA5 frames have this mismatch)",
+                          stacklevel=2)
             image = cv2.resize(image, (label.shape[1], label.shape[0]), interpolation=cv2.INTER_LINEAR)
         return {"image": image, "label": label, "name": sample.name}
 

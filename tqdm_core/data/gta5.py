@@ -16,8 +16,10 @@ Layouts found in the wild (checked against the RobustNet and TLDR READMEs and th
   file exists it is read as train ids directly.
 
 METHOD.md section 11 item 9: the official recipe trains on the RobustNet train split, many papers on all images.
-A few GTA5 frames have an image whose size differs from its label (RobustNet's loader skips them); here the image is
-resized to its label.
+A few GTA5 frames have an image whose size differs from its label (RobustNet's loader skips them). The official
+mmseg pipeline loads both as they are; its Resize then rescales the label to the scale computed from the image, so
+the label is stretched (nearest) onto the image. Here the image is resized to its label instead (bilinear), which
+keeps the ground truth exact for scoring, and a warning names the two files (`SegmentationDataset.load_sample`).
 """
 from __future__ import annotations
 
