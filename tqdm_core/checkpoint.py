@@ -14,7 +14,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Callable, Mapping
 
 import torch
 
@@ -131,12 +131,18 @@ def atomic_torch_save(payload: Any, path: str | os.PathLike) -> Path:
     The file gets the permissions of any new file (0666 minus the umask, 0644 usually), so a node running as
     another user can read it.
     """
+    return atomic_write(path, lambda stream: torch.save(payload, stream))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write`` on a temporary file in the same folder, fsync, then rename it to ``path``: a crash leaves the
+    old file or the new one, never an empty or partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         with open(temporary, "xb") as stream:
-            torch.save(payload, stream)
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)

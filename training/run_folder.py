@@ -20,6 +20,8 @@ import logging
 import os
 from pathlib import Path
 
+from tqdm_core.checkpoint import atomic_write
+
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
@@ -28,10 +30,12 @@ CHECKPOINT_FOLDER = "checkpoints"
 FINAL_MODEL = "model_final.pt"
 FINAL_RAW_MODEL = "model_final_raw.pt"  # with ema_decay: the last trained weights (model_final.pt holds the average)
 RCS_CACHE = "rcs_class_pixels.json"
-# Temporary files of the atomic writes: tqdm_core.checkpoint.atomic_torch_save ('.<name>.<random>.tmp'), the log
-# rewrite of truncate_log and the rare-class statistics cache ('<name>.<pid>.tmp').
+# Temporary files of the atomic writes: tqdm_core.checkpoint.atomic_write ('.<name>.<random>.tmp': checkpoints, the
+# config and the log rewrite of truncate_log; '.log.jsonl.tmp' from older versions) and the rare-class statistics
+# cache ('<name>.<pid>.tmp').
 TEMPORARY_PATTERNS = (f"{CHECKPOINT_FOLDER}/.iter_*.pt.*.tmp", f".{FINAL_MODEL}.*.tmp", f".{FINAL_RAW_MODEL}.*.tmp",
-                      f".{LOG_FILE}.tmp", f"{RCS_CACHE}.*.tmp")
+                      f".{LOG_FILE}.tmp", f".{LOG_FILE}.*.tmp", f"{RCS_CACHE}.*.tmp",
+                      f".{CONFIG_FILE}.*.tmp")
 
 
 def checkpoint_path(folder: str | os.PathLike, iteration: int) -> Path:
@@ -116,6 +120,4 @@ def truncate_log(folder: str | os.PathLike, iteration: int) -> None:
             continue
         if record["iteration"] <= iteration:
             kept.append(line.decode() + "\n")
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(kept))
-    os.replace(temporary, path)
+    atomic_write(path, lambda stream: stream.write("".join(kept).encode()))

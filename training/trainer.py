@@ -46,7 +46,8 @@ from tqdm import tqdm
 import tqdm_core
 from tqdm_core import Predictor, TqdmConfig, save_checkpoint
 from tqdm_core.builder import unrecorded_activation
-from tqdm_core.checkpoint import Checkpoint, CheckpointMetadata, atomic_torch_save, read_checkpoint_file
+from tqdm_core.checkpoint import (Checkpoint, CheckpointMetadata, atomic_torch_save, atomic_write,
+                                  read_checkpoint_file)
 from tqdm_core.inference import InferenceOptions
 from tqdm_core.inference.host_memory import reuse_freed_memory
 from tqdm_core.data import (LightingAugmentation, RareClassPaste, RareClassSamplingDataset, SegmentationDataset,
@@ -172,21 +173,6 @@ def update_weight_average(average: AveragedModel, model: nn.Module) -> None:
 def _build_dataset(spec: DatasetConfig, where: str) -> SegmentationDataset:
     """The dataset of ``spec`` (config path ``where``, named by errors); options it does not take are refused."""
     return build_dataset(spec.name, spec.root, spec.split, **dataset_options(spec, where))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` through a temporary file and a rename: a crash leaves the old file or the new one,
-    never an empty or partial one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(temporary, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _checkpoint_iteration(path: Path) -> int | None:
@@ -439,7 +425,8 @@ class Trainer:
         if self.context.is_main:
             if resumed is not None:
                 self._set_aside_abandoned_continuation(resumed[0])
-            _write_atomically(self.output_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
+            atomic_write(self.output_dir / CONFIG_FILE,  # a crash never leaves an empty config.yaml
+                         lambda stream: stream.write(yaml.safe_dump(config.to_dict(), sort_keys=False).encode()))
             truncate_log(self.output_dir, self.start_iteration)
             self._record_config_changes()
         self.validation_pending = self._resumed_validation_pending()

@@ -98,8 +98,8 @@ def test_stale_temporary_files_are_removed_on_resume(camvid_two_frames, tmp_path
     config = small_config(camvid_two_frames, folder, *RANDOM_RECIPE)
     run(config, stop_at=2)
     stale = [folder / "checkpoints" / ".iter_0000004.pt.4242.0123456789abcdef.tmp",
-             folder / ".model_final.pt.4242.ab.tmp", folder / ".log.jsonl.tmp",
-             folder / "rcs_class_pixels.json.4242.tmp"]
+             folder / ".model_final.pt.4242.ab.tmp", folder / ".log.jsonl.tmp", folder / ".log.jsonl.4242.ab.tmp",
+             folder / ".config.yaml.4242.ab.tmp", folder / "rcs_class_pixels.json.4242.tmp"]
     for path in stale:
         path.write_bytes(b"\0" * 1000)
     unrelated = folder / "notes.tmp"
@@ -110,7 +110,7 @@ def test_stale_temporary_files_are_removed_on_resume(camvid_two_frames, tmp_path
         assert trainer.start_iteration == 2
     assert not any(path.exists() for path in stale)
     assert unrelated.read_text() == "mine"
-    assert "removing 4 temporary file(s) of interrupted writes" in caplog.text
+    assert "removing 6 temporary file(s) of interrupted writes" in caplog.text
     assert "checkpoints/.iter_0000004.pt.4242.0123456789abcdef.tmp" in caplog.text
 
 
@@ -386,4 +386,4 @@ def test_config_yaml_is_replaced_atomically(camvid_two_frames, tmp_path, monkeyp
         Trainer(small_config(camvid_two_frames, folder, *RANDOM_RECIPE, "optimizer.lr=2e-4"), resume="auto",
                 progress=False)
     assert (folder / "config.yaml").read_text() == saved
-    assert not (folder / ".config.yaml.tmp").exists()
+    assert not list(folder.glob(".config.yaml*.tmp"))
