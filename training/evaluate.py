@@ -42,6 +42,7 @@ from tqdm_core.evaluation import (EvaluationReport, FrameScorer, LabeledImage, M
 from tqdm_core.evaluation.scoring import PREDICTOR_LATENCY
 from tqdm_core.inference import predictor_for
 from tqdm_core.inference.options import CHOICES
+from training.train_config import DatasetConfig, dataset_options
 from training.trainer import CHECKPOINT_FORMAT, model_from_training_checkpoint
 from training.user_errors import user_errors_exit
 
@@ -103,11 +104,8 @@ class DatasetSpec:
             FileNotFoundError: the root does not hold the dataset's layout.
             ValueError: an unknown split or option.
         """
-        try:
-            return build_dataset(self.name, self.root, self.split, **self.options)
-        except TypeError as error:  # an option the dataset does not take
-            raise ValueError(f"dataset '{self.name}' does not take the options {sorted(self.options)} ({error}); "
-                             f"see its class in tqdm_core/data for the keyword arguments it accepts") from None
+        options = dataset_options(DatasetConfig(self.name, self.root, self.split, self.options), "--dataset")
+        return build_dataset(self.name, self.root, self.split, **options)
 
 
 def load_model(path: str | os.PathLike) -> Checkpoint:

@@ -104,8 +104,14 @@ def test_dataset_specs_with_options_and_their_errors():
             evaluate.DatasetSpec.parse(text)
     with pytest.raises(Exception, match="unknown dataset 'kitti'"):
         evaluate.DatasetSpec.parse("kitti:/data/kitti")
-    with pytest.raises(ValueError, match=r"dataset 'camvid' does not take the options \['colour'\]"):
+    with pytest.raises(ValueError, match=r"sets \['colour'\], which dataset 'camvid' does not take; the options "):
         evaluate.DatasetSpec.parse(f"camvid:{CAMVID_SAMPLE}:val:colour=red").build()
+
+
+def test_a_bare_sequence_name_selects_that_recording():
+    """``sequences=0016E5`` (YAML reads a string, not a list) is one recording, not six one-letter ones."""
+    assert len(evaluate.DatasetSpec.parse(f"camvid:{CAMVID_SAMPLE}:val:sequences=0016E5").build()) == 6
+    assert len(evaluate.DatasetSpec.parse(f"camvid:{CAMVID_SAMPLE}:val:sequences=[0016E5]").build()) == 6
 
 
 def test_user_mistakes_print_one_line_and_exit_2(cityscapes_checkpoint, tmp_path, capsys, monkeypatch):
