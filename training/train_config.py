@@ -370,7 +370,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, f"{where}.")
     arguments = typing.get_args(hint)
-    if origin in (list, tuple) and arguments in ((str,), (str, Ellipsis)) and isinstance(value, str):
+    if isinstance(value, str) and _is_list_of_strings(hint):
         value = [value]  # a bare name on the command line (class_paste.classes=sign-symbol) is a list of one
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
