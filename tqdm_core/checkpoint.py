@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import re
 import uuid
 import zipfile
 from dataclasses import dataclass, field
@@ -30,6 +31,15 @@ VALIDATION = "validation"  # scores on the validation set (miou, pixel_accuracy,
 TRAINING_COMMAND = "training_command"  # the command that trained the model
 LICENSE = "license"  # license of the weights (follows the training data)
 SOURCE_CHECKPOINT = "source_checkpoint"  # file name of the checkpoint a packaged model was made from
+
+
+# How torch's legacy (pre-zip) format begins: a pickled magic number, 10 bytes little-endian after the opcodes.
+_LEGACY_TORCH_MAGIC = torch.serialization.MAGIC_NUMBER.to_bytes(10, "little")
+# File signatures of what is most often passed by mistake, for naming it.
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+               (b"\x1f\x8b", "a gzip archive (unpack it first?)"), (b"%PDF", "a PDF document"))
+# Terminal colour codes: torch's safe-loader message bolds words with them; quoted in a one-line error they are noise.
+_ANSI_CODES = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class CheckpointError(RuntimeError):
@@ -159,24 +169,72 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
 
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: truncated or corrupt file, or one that is not a PyTorch file.
+        CheckpointError: truncated or corrupt file, one that is not a PyTorch file (named: an image, a web page...),
+            or one holding Python objects.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
+    looks_like = non_checkpoint_kind(path)
+    if looks_like is not None:
+        raise CheckpointError(f"'{path}' is not a checkpoint: it is {looks_like}; expected a file written by "
+                              f"tqdm_core.save_checkpoint or the trainer (.pt)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except PermissionError:
         raise
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
+        if isinstance(error, pickle.UnpicklingError) and "weights only load failed" in str(error).lower():
+            raise CheckpointError(
+                f"'{path}' holds Python objects that the safe loader refuses ({error_summary(error).splitlines()[0]}):"
+                f" it was not written by tqdm_core.save_checkpoint or the trainer; for an official tqdm .pth file "
+                f"use python -m training.convert_official") from error
         raise CheckpointError(
-            f"checkpoint '{path}' is truncated or corrupt ({type(error).__name__}: {str(error)[:200]}); "
-            f"copy or download it again") from error
+            f"checkpoint '{path}' is truncated or corrupt ({error_summary(error)}); copy or download it again") from error
     damaged = damaged_record(path)
     if damaged is not None:
         raise CheckpointError(f"checkpoint '{path}' is corrupt: its record '{damaged}' fails its CRC-32 check (the "
                               f"file changed after it was written); copy or download it again")
     return payload
+
+
+def non_checkpoint_kind(path: Path) -> str | None:
+    """What `path` looks like when it is not a file torch.save writes (zip archive or legacy pickle); None if it is one.
+
+    A zip archive cut short (no central directory) counts as a checkpoint here: torch.load then names it truncated.
+    """
+    with open(path, "rb") as stream:
+        head = stream.read(512)
+    if head.startswith(b"PK\x03\x04"):
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            return None
+        return f"a zip archive without the data.pkl record of torch.save (it holds {len(names)} files: {names[:3]})"
+    if head.startswith(b"\x80") and _LEGACY_TORCH_MAGIC in head[:32]:
+        return None
+    if not head:
+        return "an empty file"
+    for signature, kind in _SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    if head.startswith(b"\x80"):
+        return "a Python pickle that torch.save did not write"
+    text = head.decode("utf-8", errors="replace")
+    if "\x00" in text or text.count("\ufffd") > 3:
+        return f"binary data of an unknown kind (first bytes {head[:8].hex(' ')})"
+    if "<html" in text.lower() or text.lstrip().lower().startswith("<!doctype html"):
+        return "an HTML page (a download link that answered with a web page, e.g. a sign-in or quota page)"
+    first_line = (text.strip().splitlines() or [""])[0]
+    return f"a text file (first line {first_line[:60]!r})"
+
+
+
+def error_summary(error: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of an exception for a one-line error: colour codes removed, cut at ``limit`` characters."""
+    return f"{type(error).__name__}: {_ANSI_CODES.sub('', str(error))[:limit]}"
 
 
 def damaged_record(path: str | os.PathLike) -> str | None:

@@ -28,9 +28,11 @@ def default_checkpoint() -> Path:
 def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
     """The file a checkpoint argument names: None or "default" is the shipped model, anything else a path.
 
+    A leading ``~`` is the home folder: a ROS parameter (``checkpoint:=~/model.pt``) reaches the node unexpanded.
+
     Raises:
         FileNotFoundError: the default model is missing from the installation.
     """
     if checkpoint is None or (isinstance(checkpoint, str) and checkpoint == DEFAULT):
         return default_checkpoint()
-    return Path(checkpoint)
+    return Path(checkpoint).expanduser()

@@ -38,7 +38,7 @@ from typing import Any, Sequence
 import torch
 
 from tqdm_core import CheckpointError, create_model, save_checkpoint
-from tqdm_core.checkpoint import damaged_record
+from tqdm_core.checkpoint import damaged_record, error_summary, non_checkpoint_kind
 from tqdm_core.official_keys import (OFFICIAL_CONFIG_OVERRIDES, OFFICIAL_MODELS, RELEASED_PRESETS, TEACHER_METADATA,
                                      TEACHER_PREFIX, convert_official_state_dict, detect_official_kind,
                                      official_presets, official_state_dict)
@@ -49,11 +49,6 @@ PROGRAM = "python -m training.convert_official"
 
 # Scalar fields of mmcv's checkpoint `meta` worth keeping as provenance (the training config text included).
 _META_FIELDS = ("mmcv_version", "time", "iter", "epoch", "seed", "exp_name", "config")
-# How torch's legacy (pre-zip) format begins: a pickled magic number, 10 bytes little-endian after the opcodes.
-_LEGACY_TORCH_MAGIC = torch.serialization.MAGIC_NUMBER.to_bytes(10, "little")
-# File signatures of what is most often passed by mistake, for naming it.
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-               (b"\x1f\x8b", "a gzip archive (unpack it first?)"), (b"%PDF", "a PDF document"))
 # Where the official checkpoints are downloaded from.
 _OFFICIAL_LINKS = "the links in the official README (github.com/ByeongHyunPak/tqdm, section Checkpoints)"
 
@@ -128,48 +123,15 @@ def read_official_checkpoint(path: str | Path, *,
     except pickle.UnpicklingError as error:
         if not allow_pickle and "weights only load failed" in str(error).lower():
             raise CheckpointError(
-                f"'{path}' stores Python objects that the safe loader refuses ({str(error).splitlines()[0][:200]}); "
+                f"'{path}' stores Python objects that the safe loader refuses ({error_summary(error).splitlines()[0]}); "
                 f"if you trust the file (downloaded from the official links), rerun with --allow-pickle") from error
-        raise CheckpointError(f"'{path}' is truncated or corrupt ({type(error).__name__}: {str(error)[:200]}); "
+        raise CheckpointError(f"'{path}' is truncated or corrupt ({error_summary(error)}); "
                               f"download it again") from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
-        raise CheckpointError(f"'{path}' is truncated or corrupt ({type(error).__name__}: {str(error)[:200]}); "
+        raise CheckpointError(f"'{path}' is truncated or corrupt ({error_summary(error)}); "
                               f"download it again") from error
     meta = payload.get("meta") if isinstance(payload, dict) else None
     return official_state_dict(payload, source=str(path)), dict(meta) if isinstance(meta, dict) else {}
-
-
-def non_checkpoint_kind(path: Path) -> str | None:
-    """What `path` looks like when it is not a file torch.save writes (zip archive or legacy pickle); None if it is one.
-
-    A zip archive cut short (no central directory) counts as a checkpoint here: torch.load then names it truncated.
-    """
-    with open(path, "rb") as stream:
-        head = stream.read(512)
-    if head.startswith(b"PK\x03\x04"):
-        if not zipfile.is_zipfile(path):
-            return None
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-        if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
-            return None
-        return f"a zip archive without the data.pkl record of torch.save (it holds {len(names)} files: {names[:3]})"
-    if head.startswith(b"\x80") and _LEGACY_TORCH_MAGIC in head[:32]:
-        return None
-    if not head:
-        return "an empty file"
-    for signature, kind in _SIGNATURES:
-        if head.startswith(signature):
-            return kind
-    if head.startswith(b"\x80"):
-        return "a Python pickle that torch.save did not write"
-    text = head.decode("utf-8", errors="replace")
-    if "\x00" in text or text.count("\ufffd") > 3:
-        return f"binary data of an unknown kind (first bytes {head[:8].hex(' ')})"
-    if "<html" in text.lower() or text.lstrip().lower().startswith("<!doctype html"):
-        return "an HTML page (a download link that answered with a web page, e.g. a sign-in or quota page)"
-    first_line = (text.strip().splitlines() or [""])[0]
-    return f"a text file (first line {first_line[:60]!r})"
 
 
 def convert_official_checkpoint(source: str | Path, output: str | Path, *, preset: str = "auto",

@@ -1,5 +1,7 @@
 """Checkpoint round trip, metadata, permissions and every documented checkpoint error."""
+import argparse
 import os
+import re
 import stat
 
 import pytest
@@ -42,10 +44,36 @@ def test_custom_classes_travel_with_the_checkpoint(tmp_path):
 def test_truncated_file_is_reported(model, tmp_path):
     path = save_checkpoint(model, tmp_path / "model.pt")
     data = path.read_bytes()
-    for size in (len(data) // 2, 100, 0):  # torch fails differently on files shorter than a zip record
+    for size in (len(data) // 2, 100):  # torch fails differently on files shorter than a zip record
         path.write_bytes(data[:size])
         with pytest.raises(CheckpointError, match="truncated or corrupt"):
             load_checkpoint(path)
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="is not a checkpoint: it is an empty file"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content, kind", [
+    (b"\x89PNG\r\n\x1a\n" + bytes(200), "a PNG image"),
+    (b"<!DOCTYPE html><html><body>Sign in</body></html>", "an HTML page"),
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:0\n", "a text file (first line 'version https://git-lfs"),
+])
+def test_a_file_of_another_kind_is_named(tmp_path, content, kind):
+    """A label image, a download that answered with a web page or a Git LFS pointer: not called "corrupt"."""
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=re.escape(f"'{path}' is not a checkpoint: it is {kind}")):
+        load_checkpoint(path)
+
+
+def test_the_safe_loader_message_is_quoted_without_colour_codes(tmp_path):
+    path = tmp_path / "pickled.pt"
+    torch.save({"options": argparse.Namespace(depth=2)}, path)  # a Python object the safe loader refuses
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert "holds Python objects that the safe loader refuses" in message and "Weights only load failed" in message
+    assert "\x1b[" not in message
 
 
 def test_a_flipped_byte_inside_the_weights_is_reported(model, tmp_path):
@@ -124,3 +152,10 @@ def test_checkpoints_get_the_umask_permissions(model, tmp_path):
 
 def test_default_names_the_shipped_model():
     assert load_checkpoint("default").path == load_checkpoint().path == DEFAULT_CHECKPOINT
+
+
+def test_a_path_starting_with_a_tilde_is_the_home_folder(model, tmp_path, monkeypatch):
+    """`checkpoint:=~/model.pt` on a ros2 command line reaches the node unexpanded: the shell expands only a leading ~."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    save_checkpoint(model, tmp_path / "model.pt")
+    assert load_checkpoint("~/model.pt").path == tmp_path / "model.pt"

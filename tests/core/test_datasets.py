@@ -400,6 +400,20 @@ def test_image_folder_pairs_by_stem_with_mapping(tmp_path):
         ImageFolderDataset(tmp_path, split="train", class_table=CAMVID_11, id_to_train_id={1: 12})
 
 
+def test_a_jpeg_cut_short_is_refused_not_scored_half_grey(tmp_path):
+    """cv2.imread returns the decoded part of a truncated JPEG with grey below it and no error."""
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), np.ones((16, 16, 1), np.uint8))
+    write_image(tmp_path / "images/train/frame_1.jpg", smooth)
+    write_image(tmp_path / "labels/train/frame_1.png", np.zeros(smooth.shape[:2], np.uint8))
+    dataset = ImageFolderDataset(tmp_path, split="train")
+    assert dataset[0]["image"].shape == smooth.shape
+    jpeg = tmp_path / "images/train/frame_1.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:-200])
+    with pytest.raises(ValueError, match=re.escape(f"could not decode image '{jpeg}'; the file is truncated")):
+        dataset[0]
+
+
 def test_build_dataset_by_name(tmp_path):
     make_camvid(tmp_path)
     dataset = build_dataset("camvid", tmp_path, "val", classes="cityscapes19")

@@ -55,8 +55,8 @@ def test_an_undecodable_training_image_is_named_with_a_remedy(camvid_two_frames,
     broken.write_bytes(b"not a png" * 100)
     error = run_train(["--no-progress", *small_overrides(camvid_two_frames, tmp_path / "run", "num_workers=1",
                                                          "schedule.iterations=2")], capsys)
-    assert (f"cannot load a training sample at iteration 0: could not decode image '{broken}'; the file is missing, "
-            f"truncated or not an image; replace that file with a readable copy") in error
+    assert (f"cannot load a training sample at iteration 0: could not decode image '{broken}'; the file is truncated, "
+            f"corrupt or not an image; replace that file with a readable copy") in error
 
 
 @pytest.mark.parametrize("given", ["checkpoints", "empty"])

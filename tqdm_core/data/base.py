@@ -45,11 +45,16 @@ def read_image(path: Path) -> np.ndarray:
     """Decode an image file to (H, W, 3) uint8 RGB.
 
     EXIF orientation is ignored on purpose: label images carry no EXIF tag, so rotating only the photo (some
-    Mapillary JPEGs have the tag) would misalign it with its label.
+    Mapillary JPEGs have the tag) would misalign it with its label. The bytes are decoded from memory rather than
+    with `cv2.imread`, which returns the decoded part of a JPEG cut short (grey below it) without an error.
     """
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise ValueError(f"could not read image '{path}': {error.strerror or error}") from error
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if image is None:
-        raise ValueError(f"could not decode image '{path}'; the file is missing, truncated or not an image")
+        raise ValueError(f"could not decode image '{path}'; the file is truncated, corrupt or not an image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import pathlib
 import time
 
-import cv2
 import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability
 from rosbags.interfaces import QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 from tqdm_core.classes import CAMVID_11, CITYSCAPES_19, ClassTable, get_class_table, IGNORE_INDEX
+from tqdm_core.data.base import read_image
 
 from tqdm_ros.bag.bag_reader import COMPRESSED_IMAGE_TYPE, IMAGE_TYPE, staged_bag_path
 from tqdm_ros.bag.bag_reader import STRING_TYPE, typestore_for
@@ -270,19 +270,6 @@ def _find_cityscapes(root: pathlib.Path, split: str) -> FrameSource:
     return FrameSource('cityscapes', frames, CITYSCAPES_19, lut)
 
 
-def read_rgb(path: pathlib.Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB, as stored: EXIF orientation is ignored.
-
-    The datasets read images the same way (`tqdm_core.data.read_image`): label images carry no
-    EXIF tag (`read_label` reads them unchanged), so turning only the photo would misalign it
-    with its label.
-    """
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if bgr is None:
-        raise ValueError(f"cannot read image '{path}': not an image file or damaged")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def read_label(path: pathlib.Path, *, lut: np.ndarray, class_table: ClassTable,
                image_shape: tuple[int, ...]) -> np.ndarray:
     """Read a label image as (H, W) uint8 class ids (255 = ignore) and check it.
@@ -367,7 +354,7 @@ def _write_frames(writer: Writer, store, *, frames: FrameSource, pairs: tuple[Fr
     image_size = (0, 0)
     for pair, stamp in tqdm(list(zip(pairs, stamps)), desc='make bag', unit='frame',
                             disable=not progress):
-        image = read_rgb(pair.image_path)
+        image = read_image(pair.image_path)  # EXIF orientation ignored, as for the labels
         if image_size == (0, 0):
             image_size = (image.shape[1], image.shape[0])
         if config.compression:
