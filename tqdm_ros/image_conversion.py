@@ -15,6 +15,7 @@ skips (NODE.md lists it with the malformed ones); for 8-bit encodings the flag h
 import sys
 from typing import NamedTuple, Optional
 
+import cv2
 import numpy as np
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -40,7 +41,20 @@ ENCODINGS = {
     'bgra16': EncodingLayout(np.dtype(np.uint16), 4),
     '32FC1': EncodingLayout(np.dtype(np.float32), 1),
     '32FC3': EncodingLayout(np.dtype(np.float32), 3),
+    # Packed YUV 4:2:2, two bytes per pixel: ROS 'yuv422' is U Y V Y, 'yuv422_yuy2' is Y U Y V.
+    'yuv422': EncodingLayout(np.dtype(np.uint8), 2),
+    'yuv422_yuy2': EncodingLayout(np.dtype(np.uint8), 2),
 }
+# Conversions to RGB of the encodings that are not pixel arrays: a Bayer mosaic as machine-vision
+# cameras publish it before image_proc, and packed YUV. OpenCV names a Bayer pattern by the 2x2
+# block that starts at the second row and column: ROS 'bayer_rggb' is OpenCV's 'BayerBG' (cv_bridge
+# maps them the same way).
+_OPENCV_BAYER = {'rggb': 'BG', 'bggr': 'RG', 'gbrg': 'GR', 'grbg': 'GB'}
+ENCODINGS.update({f'bayer_{pattern}{bits}': EncodingLayout(np.dtype(f'uint{bits}'), 1)
+                  for pattern in _OPENCV_BAYER for bits in (8, 16)})
+TO_RGB = {'yuv422': cv2.COLOR_YUV2RGB_UYVY, 'yuv422_yuy2': cv2.COLOR_YUV2RGB_YUY2,
+          **{f'bayer_{pattern}{bits}': getattr(cv2, f'COLOR_Bayer{opencv}2RGB')
+             for pattern, opencv in _OPENCV_BAYER.items() for bits in (8, 16)}}
 
 # Default bound on width * height: 32 megapixels is above any camera a robot carries; a larger
 # header is corrupt and would make the node allocate gigabytes.
@@ -82,9 +96,9 @@ def check_image_layout(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> E
         The pixel layout of the message's encoding.
 
     Raises:
-        ImageConversionError: unsupported encoding, zero or absurd size, a ``step`` shorter
-            than a row or not a multiple of the channel size, big-endian multi-byte data, or
-            ``data`` not ``step * height`` bytes long.
+        ImageConversionError: unsupported encoding, zero or absurd size, an odd width of YUV 4:2:2,
+            a ``step`` shorter than a row or not a multiple of the channel size, big-endian
+            multi-byte data, or ``data`` not ``step * height`` bytes long.
     """
     layout = ENCODINGS.get(msg.encoding)
     if layout is None:
@@ -92,6 +106,10 @@ def check_image_layout(msg: Image, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> E
             f'unsupported encoding {msg.encoding!r}; expected one of {sorted(ENCODINGS)} '
             '(convert the stream, e.g. with image_proc, or republish it in one of these)')
     check_image_size(msg.width, msg.height, max_pixels)
+    if msg.encoding.startswith('yuv422') and msg.width % 2:
+        raise ImageConversionError(
+            f'{msg.encoding} image of odd width {msg.width}: two pixels share one U and V sample, '
+            'so the width must be even')
     row_bytes = msg.width * layout.channels * layout.dtype.itemsize
     if msg.step < row_bytes:
         raise ImageConversionError(
@@ -185,6 +203,8 @@ def image_to_rgb8(msg: Image, *,
     to 0..255), float images are read as intensities in [0, 1] (the convention of cv_bridge and
     RViz for ``32FC*``) and clipped to it, alpha is dropped. Colour images keep their channel
     order and say which it is, so BGR cameras cost no extra copy here (the Predictor flips).
+    Bayer mosaics are demosaiced (OpenCV's bilinear method, as image_proc's default) and packed
+    YUV 4:2:2 converted (BT.601), both to RGB.
 
     Args:
         msg: the image message, any encoding of :data:`ENCODINGS`.
@@ -200,6 +220,8 @@ def image_to_rgb8(msg: Image, *,
     """
     array = image_to_numpy(msg, max_pixels=max_pixels)
     channel_order = 'bgr' if msg.encoding.startswith('bgr') else 'rgb'
+    if msg.encoding in TO_RGB:
+        array = cv2.cvtColor(np.ascontiguousarray(array), TO_RGB[msg.encoding])
     if array.dtype == np.float32:
         if not np.isfinite(array).all():
             raise ImageConversionError(

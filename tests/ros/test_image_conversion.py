@@ -32,12 +32,12 @@ def raw_message(encoding, width, height, step, data, is_bigendian=False) -> Imag
 
 @pytest.mark.parametrize('encoding', sorted(ENCODINGS))
 def test_round_trip_keeps_values_header_and_packs_rows(encoding):
-    array = random_array(encoding)
+    array = random_array(encoding, width=8)  # YUV 4:2:2 needs an even width
     header = Header(frame_id='camera_optical')
     header.stamp.sec, header.stamp.nanosec = 12, 345
     msg = numpy_to_image(array, encoding, header=header)
-    assert (msg.height, msg.width, msg.encoding) == (5, 7, encoding)
-    assert msg.step == 7 * array.itemsize * (1 if array.ndim == 2 else array.shape[2])
+    assert (msg.height, msg.width, msg.encoding) == (5, 8, encoding)
+    assert msg.step == 8 * array.itemsize * (1 if array.ndim == 2 else array.shape[2])
     assert len(msg.data) == msg.step * msg.height
     assert msg.header.frame_id == 'camera_optical' and msg.header.stamp.nanosec == 345
     np.testing.assert_array_equal(image_to_numpy(msg), array)
@@ -121,8 +121,53 @@ def test_mono_and_float_images_become_grey_rgb():
     np.testing.assert_array_equal(image, np.repeat(mono8[:, :, None], 3, axis=2))
 
 
+def smooth_rgb(height: int = 48, width: int = 64) -> np.ndarray:
+    """Colours that change slowly, so that demosaicing can restore them almost exactly."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([60 + 2 * x, 40 + 3 * y, 220 - x - y], axis=-1).astype(np.uint8)
+
+
+@pytest.mark.parametrize('pattern', ['rggb', 'bggr', 'gbrg', 'grbg'])
+@pytest.mark.parametrize('bits', [8, 16])
+def test_bayer_mosaics_are_demosaiced_with_their_pattern(pattern, bits):
+    """Each pixel of the mosaic keeps the one colour its pattern names (rggb: red at the top left).
+
+    A pattern mapped to the wrong OpenCV code swaps red and blue or shifts green: errors of 60 and
+    more on these colours, against under 1 (8-bit) inside the border for the right one.
+    """
+    rgb = smooth_rgb()
+    mosaic = np.zeros(rgb.shape[:2], np.uint8)
+    for (dy, dx), colour in zip([(0, 0), (0, 1), (1, 0), (1, 1)], pattern):
+        mosaic[dy::2, dx::2] = rgb[dy::2, dx::2, 'rgb'.index(colour)]
+    if bits == 16:
+        mosaic = mosaic.astype(np.uint16) * 257
+    image, order = image_to_rgb8(numpy_to_image(mosaic, f'bayer_{pattern}{bits}'))
+    assert order == 'rgb' and image.shape == rgb.shape and image.dtype == np.uint8
+    error = np.abs(image.astype(int) - rgb)[2:-2, 2:-2]
+    assert error.max() <= 1, f'largest error {error.max()} inside the border'
+
+
+@pytest.mark.parametrize('encoding, order', [('yuv422', 'UYVY'), ('yuv422_yuy2', 'YUYV')])
+def test_packed_yuv_is_read_in_its_byte_order(encoding, order):
+    """Grey (U = V = 128) stays grey; a high V (red-difference) sample makes the pixel pair red."""
+    luma = np.full((2, 4), 120, np.uint8)
+    u = np.full((2, 2), 128, np.uint8)
+    v = np.array([[128, 200], [128, 200]], np.uint8)  # the second pixel pair of each row is red
+    packed = np.zeros((2, 4, 2), np.uint8)
+    luma_slot = order.index('Y') % 2  # UYVY: luma in byte 1 of each pixel, YUYV: byte 0
+    packed[:, :, luma_slot] = luma
+    packed[:, 0::2, 1 - luma_slot] = u
+    packed[:, 1::2, 1 - luma_slot] = v
+    image, channel_order = image_to_rgb8(numpy_to_image(packed, encoding))
+    assert channel_order == 'rgb' and image.shape == (2, 4, 3)
+    grey, red = image[:, :2].astype(int), image[:, 2:].astype(int)
+    assert np.ptp(grey, axis=-1).max() <= 1 and abs(grey[0, 0, 0] - 120) <= 20
+    assert (red[..., 0] > red[..., 1] + 60).all() and (red[..., 0] > red[..., 2] + 60).all()
+
+
 @pytest.mark.parametrize('msg, message', [
-    (raw_message('yuv422', 2, 2, 4, bytes(8)), "unsupported encoding 'yuv422'"),
+    (raw_message('nv21', 2, 2, 2, bytes(6)), "unsupported encoding 'nv21'"),
+    (raw_message('yuv422', 3, 2, 6, bytes(12)), 'yuv422 image of odd width 3'),
     (raw_message('rgb8', 0, 2, 0, b''), 'empty image: 0x2'),
     (raw_message('rgb8', 100_000, 100_000, 300_000, bytes(4)), 'exceeds the limit'),
     (raw_message('mono8', 10_000, 1, 10_000, bytes(10_000)), 'has a side above 8192 pixels'),

@@ -32,7 +32,7 @@ from tqdm_core.inference.precision import resolve_precision
 from tqdm_core.visualization import colorize_labels, overlay
 from tqdm_ros.class_table_publisher import LATCHED_QOS
 from tqdm_ros.compressed_image import compress_rgb8
-from tqdm_ros.image_conversion import image_to_numpy
+from tqdm_ros.image_conversion import image_to_numpy, image_to_rgb8
 import yaml
 
 READY_TIMEOUT_S = 120.0  # three processes importing torch at once on a shared 2-core machine
@@ -181,6 +181,22 @@ def test_bgr_camera_labels_equal_the_predictor(setup):
     np.testing.assert_array_equal(image_to_numpy(out), expected)
 
 
+def test_bayer_camera_labels_equal_the_predictor_on_the_demosaiced_frame(setup):
+    """A machine-vision camera's raw mosaic, with no image_proc in front of the node."""
+    wait_for_state(setup, '/main', ('warming up', 'running'))
+    client = setup.client
+    labels = client.subscribe(Image, '/main/cam_b/segmentation/labels', RELIABLE)
+    publisher = client.node.create_publisher(Image, '/main/cam_b/image', RELIABLE)
+    msg = image_message(FRAME_B[..., 1].copy(), 'bayer_rggb8', stamp_ns=43, frame_id='cam_b_optical')
+    publish_until(publisher, msg, lambda: [m for m in labels.messages if stamp_ns(m) == 43],
+                  timeout=OUTPUT_TIMEOUT_S, what='labels of the Bayer frame')
+    out = next(m for m in labels.messages if stamp_ns(m) == 43)
+    demosaiced, channel_order = image_to_rgb8(msg)
+    assert channel_order == 'rgb' and demosaiced.shape == FRAME_B.shape
+    expected = setup.predictor.predict(demosaiced).labels
+    np.testing.assert_array_equal(image_to_numpy(out), expected)
+
+
 def compressed_message(data: bytes, image_format: str, *, stamp: int) -> CompressedImage:
     msg = CompressedImage(format=image_format, data=data)
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
@@ -299,7 +315,7 @@ def malformed_messages() -> list:
     nan_image = np.full((48, 64), 0.5, dtype=np.float32)
     nan_image[10, 10] = np.nan
     return [
-        raw('yuv422', 64, 48, 128, 128 * 48),              # unsupported encoding
+        raw('nv21', 64, 48, 64, 64 * 72),                  # unsupported encoding
         raw('rgb8', 64, 48, 100, 100 * 48),                # step shorter than a row
         raw('rgb8', 64, 48, 192, 192 * 48 - 10),           # truncated data
         raw('rgb8', 64, 48, 192, 192 * 48 + 7),            # more data than step * height

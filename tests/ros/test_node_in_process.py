@@ -196,7 +196,7 @@ def test_bad_input_warnings_are_throttled_per_camera(ros_domain, capfd):
         client = RosClient(name='two_bad_cameras')
         try:
             bad = image_message(FRAME, 'rgb8', stamp_ns=1, frame_id='c')
-            bad.encoding = 'yuv422'
+            bad.encoding = 'nv21'
             publishers = {}
             for topic in topics + topics[:1]:  # the left camera's second one is throttled
                 publisher = publishers.get(topic) or client.node.create_publisher(
