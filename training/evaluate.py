@@ -34,7 +34,7 @@ import yaml
 
 from tqdm_core import InferenceOptions, InvalidOption, Predictor
 from tqdm_core.checkpoint import Checkpoint, CheckpointMetadata, build_checkpoint, read_checkpoint_file
-from tqdm_core.data import DATASETS, SegmentationDataset, build_dataset
+from tqdm_core.data import DATASETS, SegmentationDataset, UnreadableSampleError, build_dataset
 from tqdm_core.data.transforms import scaled_size
 from tqdm_core.default_model import resolve_checkpoint
 from tqdm_core.evaluation import (EvaluationReport, FrameScorer, LabeledImage, ModelInfo, predicted_frames,
@@ -176,7 +176,7 @@ def evaluate_dataset(scaled: ScaledPredictor, dataset: SegmentationDataset, *, l
         for index in range(count):
             try:
                 sample = dataset.load_sample(index)
-            except ValueError as error:  # tqdm_core.data's errors for a file it cannot read name the file
+            except UnreadableSampleError as error:  # it names the file; other errors keep their traceback
                 raise ValueError(f"cannot score frame {index} of {label}: {error}; replace that file with a "
                                  f"readable, matching copy (or remove the frame from the dataset), then evaluate "
                                  f"again") from error

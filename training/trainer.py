@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -51,7 +52,7 @@ from tqdm_core.checkpoint import (Checkpoint, CheckpointMetadata, atomic_torch_s
 from tqdm_core.inference import InferenceOptions
 from tqdm_core.inference.host_memory import reuse_freed_memory
 from tqdm_core.data import (LightingAugmentation, RareClassPaste, RareClassSamplingDataset, SegmentationDataset,
-                            TrainTransform, build_dataset, load_class_statistics)
+                            TrainTransform, UnreadableSampleError, build_dataset, load_class_statistics)
 from tqdm_core.evaluation import SemSegEvaluator
 from tqdm_core.losses import TqdmLoss
 from tqdm_core.official_keys import TEACHER_METADATA
@@ -185,9 +186,10 @@ def _original_message(error: BaseException) -> str:
     """An exception's message on one line; for one raised in a DataLoader worker (torch raises it again with the
     worker's traceback in the message), the message of the worker's exception only."""
     text = str(error)
-    marker = f"\n{type(error).__name__}: "
-    if text.startswith("Caught ") and marker in text:
-        text = text.rsplit(marker, 1)[1]
+    # The traceback's last line names the exception by its qualified name unless it is a builtin one.
+    marker = re.compile(rf"\n(?:[\w.]+\.)?{type(error).__name__}: ")
+    if text.startswith("Caught ") and marker.search(text):
+        text = marker.split(text)[-1]
     return " ".join(line.strip() for line in text.strip().splitlines())
 
 
@@ -777,7 +779,7 @@ class Trainer:
             start = time.perf_counter()
             try:
                 batch = next(batches)
-            except ValueError as error:  # tqdm_core.data's errors for a sample it cannot read name its file
+            except UnreadableSampleError as error:  # it names the file; other errors keep their traceback
                 raise ValueError(f"cannot load a training sample at iteration {iteration}: {_original_message(error)}; "
                                  f"replace that file with a readable copy (or remove the sample from the dataset), "
                                  f"then continue with --resume auto") from error

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.training.conftest import small_overrides
+from tqdm_core.data import TrainTransform
 from tqdm_core.default_model import default_checkpoint
 from training import train
 
@@ -57,6 +58,17 @@ def test_an_undecodable_training_image_is_named_with_a_remedy(camvid_two_frames,
                                                          "schedule.iterations=2")], capsys)
     assert (f"cannot load a training sample at iteration 0: could not decode image '{broken}'; the file is truncated, "
             f"corrupt or not an image; replace that file with a readable copy") in error
+
+
+def test_a_failing_transform_is_not_blamed_on_a_file(camvid_two_frames, tmp_path, capsys, monkeypatch):
+    """Only an unreadable file gets the "replace that file" remedy; any other error is reported as it is."""
+    def broken_transform(self, sample, **options):
+        raise ValueError("a bug in a transform")
+
+    monkeypatch.setattr(TrainTransform, "__call__", broken_transform)
+    error = run_train(["--no-progress", *small_overrides(camvid_two_frames, tmp_path / "run", "num_workers=0",
+                                                         "schedule.iterations=2")], capsys)
+    assert "a bug in a transform" in error and "replace that file" not in error
 
 
 @pytest.mark.parametrize("given", ["checkpoints", "empty"])

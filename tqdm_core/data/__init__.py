@@ -1,5 +1,5 @@
 """Datasets in their real on-disk layouts, training augmentation and rare-class sampling (METHOD.md section 7)."""
-from tqdm_core.data.base import SampleFiles, SegmentationDataset, read_image, read_label_ids
+from tqdm_core.data.base import SampleFiles, SegmentationDataset, UnreadableSampleError, read_image, read_label_ids
 from tqdm_core.data.bdd100k import BDD100KDataset
 from tqdm_core.data.camvid import CamVidDataset
 from tqdm_core.data.cityscapes import CityscapesDataset
@@ -20,8 +20,8 @@ from tqdm_core.data.transforms import EvalTransform, PhotometricDistortion, Trai
 
 __all__ = [
     "BDD100KDataset", "CamVidDataset", "CityscapesDataset", "DATASETS", "EvalTransform", "GTA5Dataset",
-    "ImageFolderDataset", "LightingAugmentation", "MapillaryVistasDataset", "PhotometricDistortion", "RareClassPaste",
-    "RareClassSamplingDataset", "SampleFiles", "SegmentationDataset", "TrainTransform", "build_dataset", "class_sampling_probabilities",
-    "count_class_pixels", "load_class_statistics", "read_image", "read_label_ids", "read_official_statistics",
-    "seed_worker",
+    "ImageFolderDataset", "LightingAugmentation", "MapillaryVistasDataset", "PhotometricDistortion",
+    "RareClassPaste", "RareClassSamplingDataset", "SampleFiles", "SegmentationDataset", "TrainTransform",
+    "UnreadableSampleError", "build_dataset", "class_sampling_probabilities", "count_class_pixels",
+    "load_class_statistics", "read_image", "read_label_ids", "read_official_statistics", "seed_worker",
 ]

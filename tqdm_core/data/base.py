@@ -41,6 +41,13 @@ class SampleFiles:
     label_table: np.ndarray = field(repr=False)
 
 
+class UnreadableSampleError(ValueError):
+    """A sample's image or label file cannot be decoded, or does not fit its pair; the message names the file.
+
+    Raised with one string argument, so a DataLoader worker's copy of it keeps this type in the main process.
+    """
+
+
 def read_image(path: Path) -> np.ndarray:
     """Decode an image file to (H, W, 3) uint8 RGB.
 
@@ -51,10 +58,10 @@ def read_image(path: Path) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as error:
-        raise ValueError(f"could not read image '{path}': {error.strerror or error}") from error
+        raise UnreadableSampleError(f"could not read image '{path}': {error.strerror or error}") from error
     image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if image is None:
-        raise ValueError(f"could not decode image '{path}'; the file is truncated, corrupt or not an image")
+        raise UnreadableSampleError(f"could not decode image '{path}'; the file is truncated, corrupt or not an image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -69,14 +76,15 @@ def read_label_ids(path: Path) -> np.ndarray:
             mode = label_image.mode
             ids = np.asarray(label_image)
     except OSError as error:
-        raise ValueError(f"could not decode label image '{path}': {error}") from error
+        raise UnreadableSampleError(f"could not decode label image '{path}': {error}") from error
     if ids.ndim != 2:
-        raise ValueError(
+        raise UnreadableSampleError(
             f"label '{path}' is a {mode} colour image; expected a single-channel image of class ids "
             "(8-bit grey or palette PNG). Colour-coded label images (e.g. BDD100K 'colormaps') cannot be read.")
     if ids.dtype != np.uint8:
         if ids.size and (ids.min() < 0 or ids.max() > 255):
-            raise ValueError(f"label '{path}' holds ids outside [0, 255] (mode {mode}); expected 8-bit class ids")
+            raise UnreadableSampleError(
+                f"label '{path}' holds ids outside [0, 255] (mode {mode}); expected 8-bit class ids")
         ids = ids.astype(np.uint8)
     return ids
 
@@ -167,7 +175,7 @@ class SegmentationDataset(Dataset):
             sizes = (f"image '{sample.image}' is {image.shape[1]}x{image.shape[0]} but its label '{sample.label}' is "
                      f"{label.shape[1]}x{label.shape[0]}")
             if not self.resize_mismatched_images:
-                raise ValueError(f"{sizes}; image and label must have the same size")
+                raise UnreadableSampleError(f"{sizes}; image and label must have the same size")
             # Python's default warning filter shows each file's warning once per process (or DataLoader worker).
             warnings.warn(f"{sizes}; the image is resized to the label's size (a few GTA5 frames have this mismatch)",
                           stacklevel=2)
