@@ -231,7 +231,6 @@ def non_checkpoint_kind(path: Path) -> str | None:
     return f"a text file (first line {first_line[:60]!r})"
 
 
-
 def error_summary(error: BaseException, limit: int = 200) -> str:
     """``Type: message`` of an exception for a one-line error: colour codes removed, cut at ``limit`` characters."""
     return f"{type(error).__name__}: {_ANSI_CODES.sub('', str(error))[:limit]}"
