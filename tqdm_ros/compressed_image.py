@@ -24,7 +24,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage
 
 from tqdm_ros.image_conversion import (
-    check_image_size, DEFAULT_MAX_PIXELS, ImageConversionError, three_channel_uint8)
+    check_image_size, DEFAULT_MAX_PIXELS, ImageConversionError, three_channel_uint8, TO_RGB)
 
 CODECS = ('jpeg', 'png')
 # Bytes per pixel of the largest raw image a JPEG or PNG can hold (16-bit RGBA): a payload longer
@@ -41,10 +41,11 @@ _JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE_MARKERS = frozenset([0x01, *range(0xD0, 0xD8)])  # no length field
 _JPEG_SCAN_OR_END = frozenset([0xDA, 0xD9])
 _FORMAT_CODECS = {'jpeg': 'jpeg', 'jpg': 'jpeg', 'png': 'png'}
-# Encodings of camera frames, the ones a format may name before ';' (image_conversion.ENCODINGS
-# plus the 16-bit colour ones a PNG can hold).
+# Encodings of camera frames, the ones a format may name before ';': colour, grey and Bayer.
+BAYER_ENCODINGS = frozenset(name for name in TO_RGB if name.startswith('bayer_'))
 CAMERA_ENCODINGS = frozenset(
-    ['rgb8', 'bgr8', 'rgba8', 'bgra8', 'rgb16', 'bgr16', 'rgba16', 'bgra16', 'mono8', 'mono16'])
+    ['rgb8', 'bgr8', 'rgba8', 'bgra8', 'rgb16', 'bgr16', 'rgba16', 'bgra16', 'mono8', 'mono16',
+     *BAYER_ENCODINGS])
 
 
 class CompressedLayout(NamedTuple):
@@ -61,6 +62,7 @@ class CompressedFormat(NamedTuple):
     encoding: str  # the raw encoding before compression, e.g. 'rgb8'
     codec: str  # 'jpeg', 'png' or ''
     channel_order: str  # of the decoded colour array: 'rgb' or 'bgr'
+    mosaic: str = ''  # the Bayer encoding of data that hold a mosaic to demosaic ('' otherwise)
 
 
 def read_format(image_format: str) -> CompressedFormat:
@@ -68,7 +70,7 @@ def read_format(image_format: str) -> CompressedFormat:
 
     Raises:
         ImageConversionError: a depth stream (``compressedDepth``), an encoding before ';' that is
-            not a colour or grey camera image (Bayer, depth, YUV), or a codec other than JPEG
+            not a colour, grey or Bayer camera image (depth, YUV), or a codec other than JPEG
             and PNG (``theora``, ``h264``, ...).
     """
     text = image_format.strip()
@@ -81,9 +83,9 @@ def read_format(image_format: str) -> CompressedFormat:
     encoding = encoding.strip()
     if encoding and encoding.lower() not in CAMERA_ENCODINGS:
         raise ImageConversionError(
-            f'format {image_format!r}: the compressed image is {encoding}, not a colour or grey '
-            f'camera image (expected one of {sorted(CAMERA_ENCODINGS)}); subscribe to the '
-            'rectified colour topic (image_proc debayers mosaics) or republish it')
+            f'format {image_format!r}: the compressed image is {encoding}, not a colour, grey or '
+            f'Bayer camera image (expected one of {sorted(CAMERA_ENCODINGS)}); subscribe to the '
+            'colour camera topic or republish it')
     words = description.lower().split()
     if not words:
         return CompressedFormat(encoding, '', 'bgr')
@@ -94,6 +96,12 @@ def read_format(image_format: str) -> CompressedFormat:
             "image_transport's compressed plugin writes them, e.g. 'rgb8; jpeg compressed "
             "bgr8' (republish other codecs as sensor_msgs/Image)")
     data_encoding = words[-1] if len(words) >= 3 and words[1] == 'compressed' else ''
+    if encoding.lower() in BAYER_ENCODINGS:
+        # image_transport compresses a mosaic as it is into a PNG ('bayer_rggb8; png compressed ')
+        # and, with jpeg_compress_bayer, into a JPEG ('...; jpeg compressed bayer_rggb8'); its
+        # other JPEGs hold the mosaic already converted to grey ('...; jpeg compressed mono8').
+        mosaic = '' if data_encoding.startswith('mono') else encoding.lower()
+        return CompressedFormat(encoding, codec, 'rgb', mosaic)
     return CompressedFormat(encoding, codec, 'rgb' if data_encoding.startswith('rgb') else 'bgr')
 
 
@@ -191,7 +199,8 @@ def compressed_to_rgb8(msg: CompressedImage, *,
                        max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
     """Decode a JPEG or PNG camera frame into the 3-channel uint8 array the Predictor takes.
 
-    Grey frames are repeated over three channels, 16-bit PNGs scaled by 1/257, alpha dropped.
+    Grey frames are repeated over three channels, 16-bit PNGs scaled by 1/257, alpha dropped, a
+    Bayer mosaic (as image_transport compresses one) demosaiced to RGB.
     EXIF orientation is ignored: a camera frame keeps the pixel layout it was encoded with.
 
     Args:
@@ -201,14 +210,14 @@ def compressed_to_rgb8(msg: CompressedImage, *,
     Returns:
         (image, channel_order): image (H, W, 3) uint8 C-contiguous; channel_order as the format's
         data encoding names it for colour streams (``'bgr'`` unless it names RGB; OpenCV's
-        order for a standard file), ``'rgb'`` for grey ones (all channels equal).
+        order for a standard file), ``'rgb'`` for grey ones (all channels equal) and mosaics.
 
     Raises:
         ImageConversionError: see :func:`check_compressed_layout`, or data OpenCV cannot
             decode, or a decoded size that differs from the header's.
     """
     layout = check_compressed_layout(msg, max_pixels=max_pixels)
-    channel_order = read_format(msg.format).channel_order
+    image_format = read_format(msg.format)
     try:
         decoded = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as error:  # OpenCV checks some header fields outside its decoders
@@ -221,7 +230,13 @@ def compressed_to_rgb8(msg: CompressedImage, *,
         raise ImageConversionError(
             f'{layout.codec} data decoded to {decoded.shape[1]}x{decoded.shape[0]} pixels but '
             f'its header declares {layout.width}x{layout.height}')
-    return three_channel_uint8(decoded), 'rgb' if decoded.ndim == 2 else channel_order
+    if image_format.mosaic:
+        if decoded.ndim != 2:
+            raise ImageConversionError(
+                f'format {msg.format!r} names a {image_format.mosaic} mosaic, but the '
+                f'{layout.codec} data hold {decoded.shape[2]} channels instead of one')
+        return three_channel_uint8(cv2.cvtColor(decoded, TO_RGB[image_format.mosaic])), 'rgb'
+    return three_channel_uint8(decoded), 'rgb' if decoded.ndim == 2 else image_format.channel_order
 
 
 def compress_rgb8(image: np.ndarray, codec: str, *, jpeg_quality: int = 95,

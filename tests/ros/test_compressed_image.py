@@ -7,7 +7,7 @@ from sensor_msgs.msg import CompressedImage
 
 from tqdm_ros.compressed_image import (
     check_compressed_layout, compress_rgb8, compressed_to_rgb8, MAX_BYTES_PER_PIXEL, read_format)
-from tqdm_ros.image_conversion import ImageConversionError
+from tqdm_ros.image_conversion import image_to_rgb8, ImageConversionError, numpy_to_image
 
 RNG = np.random.default_rng(5)
 # A smooth image: JPEG keeps it within a few grey levels, noise would not compress.
@@ -39,7 +39,34 @@ def encoded(array: np.ndarray, extension: str, *parameters) -> bytes:
     ('', ('', '', 'bgr')), ('rgb8;', ('rgb8', '', 'bgr')),
 ])
 def test_read_format_of_image_transport_formats(image_format, expected):
-    assert read_format(image_format) == expected
+    assert read_format(image_format) == (*expected, '')  # no mosaic
+
+
+@pytest.mark.parametrize('image_format, mosaic', [
+    ('bayer_rggb8; png compressed ', 'bayer_rggb8'),  # the mosaic as it is: PNG
+    ('bayer_gbrg16; png compressed ', 'bayer_gbrg16'),
+    ('bayer_bggr8; jpeg compressed bayer_bggr8', 'bayer_bggr8'),  # JPEG with jpeg_compress_bayer
+    ('bayer_bggr8; jpeg compressed mono8', ''),  # other JPEGs: converted to grey before encoding
+])
+def test_bayer_formats_say_whether_the_data_hold_the_mosaic(image_format, mosaic):
+    assert read_format(image_format).mosaic == mosaic
+
+
+@pytest.mark.parametrize('bits', [8, 16])
+def test_a_png_compressed_mosaic_decodes_as_the_raw_bayer_image_does(bits):
+    """The same demosaicing as a raw bayer_rggb image (checked against re-mosaiced colours)."""
+    mosaic = RNG.integers(0, 2 ** bits, (36, 52)).astype(np.uint8 if bits == 8 else np.uint16)
+    image, channel_order = compressed_to_rgb8(
+        message(encoded(mosaic, '.png'), f'bayer_rggb{bits}; png compressed '))
+    raw_image, raw_order = image_to_rgb8(numpy_to_image(mosaic, f'bayer_rggb{bits}'))
+    assert channel_order == raw_order == 'rgb'
+    np.testing.assert_array_equal(image, raw_image)
+
+
+def test_a_colour_payload_under_a_mosaic_format_is_refused():
+    with pytest.raises(ImageConversionError,
+                       match='names a bayer_rggb8 mosaic, but the png data hold 3'):
+        compressed_to_rgb8(message(encoded(RGB, '.png'), 'bayer_rggb8; png compressed '))
 
 
 @pytest.mark.parametrize('image_format, message_part', [
@@ -47,7 +74,6 @@ def test_read_format_of_image_transport_formats(image_format, expected):
     ('theora', "unsupported compressed format 'theora'"),
     ('rgb8; tiff compressed bgr8', 'expected JPEG or PNG'),
     # image_transport compresses non-colour encodings as they are and names no data encoding.
-    ('bayer_rggb8; png compressed ', 'the compressed image is bayer_rggb8, not a colour or grey'),
     ('16UC1; png compressed ', 'the compressed image is 16UC1'),
     ('32FC1; png compressed ', 'the compressed image is 32FC1'),
     ('yuv422; jpeg compressed ', 'the compressed image is yuv422'),

@@ -187,7 +187,8 @@ def test_bayer_camera_labels_equal_the_predictor_on_the_demosaiced_frame(setup):
     client = setup.client
     labels = client.subscribe(Image, '/main/cam_b/segmentation/labels', RELIABLE)
     publisher = client.node.create_publisher(Image, '/main/cam_b/image', RELIABLE)
-    msg = image_message(FRAME_B[..., 1].copy(), 'bayer_rggb8', stamp_ns=43, frame_id='cam_b_optical')
+    msg = image_message(FRAME_B[..., 1].copy(), 'bayer_rggb8', stamp_ns=43,
+                        frame_id='cam_b_optical')
     publish_until(publisher, msg, lambda: [m for m in labels.messages if stamp_ns(m) == 43],
                   timeout=OUTPUT_TIMEOUT_S, what='labels of the Bayer frame')
     out = next(m for m in labels.messages if stamp_ns(m) == 43)
