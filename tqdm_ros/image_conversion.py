@@ -203,8 +203,9 @@ def image_to_rgb8(msg: Image, *,
     to 0..255), float images are read as intensities in [0, 1] (the convention of cv_bridge and
     RViz for ``32FC*``) and clipped to it, alpha is dropped. Colour images keep their channel
     order and say which it is, so BGR cameras cost no extra copy here (the Predictor flips).
-    Bayer mosaics are demosaiced (OpenCV's bilinear method, as image_proc's default) and packed
-    YUV 4:2:2 converted (BT.601), both to RGB.
+    Bayer mosaics are demosaiced with OpenCV's bilinear method (image_proc's ``debayer: 0``; its
+    default, VNG, is 8-bit only and about 60 times slower) and packed YUV 4:2:2 converted
+    (BT.601), both to RGB.
 
     Args:
         msg: the image message, any encoding of :data:`ENCODINGS`.
