@@ -73,6 +73,18 @@ class ClassPasteConfig:
 
 
 @dataclass
+class MixStyleConfig:
+    """MixStyle feature-statistics mixing (``tqdm_core.modeling.mix_style``, issue 13): not in the official recipe,
+    off by default."""
+
+    probability: float = 0.0  # chance per training forward pass that a listed layer mixes its statistics; 0 = off
+    alpha: float = 0.1  # mixing weights ~ Beta(alpha, alpha) (the paper's 0.1)
+    # The ResNet towers' first three stages (the paper's choice); a ViT preset has no (B, C, H, W) stages to name.
+    layers: list[str] = field(default_factory=lambda: ["backbone.visual.layer1", "backbone.visual.layer2",
+                                                       "backbone.visual.layer3"])
+
+
+@dataclass
 class OptimizerConfig:
     """AdamW with the parameter groups of METHOD.md section 7.3."""
 
@@ -129,6 +141,7 @@ class TrainConfig:
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     rare_class_sampling: RareClassSamplingConfig = field(default_factory=RareClassSamplingConfig)
     class_paste: ClassPasteConfig = field(default_factory=ClassPasteConfig)
+    mix_style: MixStyleConfig = field(default_factory=MixStyleConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -194,6 +207,13 @@ class TrainConfig:
             problems.append(f"class_paste.probability must be in [0, 1], got {self.class_paste.probability}")
         if self.class_paste.probability > 0 and not self.class_paste.classes:
             problems.append("class_paste.classes is empty: name the classes to paste (e.g. [sign-symbol, fence])")
+        if not 0.0 <= self.mix_style.probability <= 1.0:
+            problems.append(f"mix_style.probability must be in [0, 1], got {self.mix_style.probability}")
+        if self.mix_style.alpha <= 0:
+            problems.append(f"mix_style.alpha must be > 0, got {self.mix_style.alpha}")
+        if self.mix_style.probability > 0 and not self.mix_style.layers:
+            problems.append("mix_style.layers is empty: name the layers whose outputs to mix (e.g. "
+                            "[backbone.visual.layer1])")
         if self.keep_checkpoints < 0:
             problems.append(f"keep_checkpoints must be >= 0, got {self.keep_checkpoints}")
         if problems:

@@ -55,6 +55,7 @@ from tqdm_core.data import (LightingAugmentation, RareClassPaste, RareClassSampl
                             TrainTransform, UnreadableSampleError, build_dataset, load_class_statistics)
 from tqdm_core.evaluation import SemSegEvaluator
 from tqdm_core.losses import TqdmLoss
+from tqdm_core.modeling.mix_style import attach_mix_style
 from tqdm_core.official_keys import TEACHER_METADATA
 from tqdm_core.presets import get_preset
 from tqdm_core.pretrained import PretrainedWeightsUnavailable
@@ -395,6 +396,9 @@ class Trainer:
         if config.ema_decay is not None:
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
                                      use_buffers=True).eval().requires_grad_(False)
+        if config.mix_style.probability > 0:  # after the copies above (teacher, EMA): only the trained model mixes
+            attach_mix_style(self.model, config.mix_style.layers, probability=config.mix_style.probability,
+                             alpha=config.mix_style.alpha)
 
         self.start_iteration = 0
         self.config_changes: dict[str, list[Any]] = {}  # config fields that differ from the resumed run's

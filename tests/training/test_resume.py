@@ -12,11 +12,12 @@ from training.run_folder import list_checkpoints
 from training.trainer import Trainer
 
 # Every source of randomness is on: rescale, crop, flip, photometric change, shuffled epochs, the context decoder's
-# dropout, the point sampling of the mask losses; the warm-up and the poly decay move the LR; both regularizers
-# (frozen teacher, anchors) are on.
+# dropout, the point sampling of the mask losses, MixStyle's draws; the warm-up and the poly decay move the LR; both
+# regularizers (frozen teacher, anchors) are on.
 RANDOM_RECIPE = ("augmentation.scale_range=[0.2, 0.35]", "augmentation.flip_prob=0.5",
                  "augmentation.photometric=true", "augmentation.cat_max_ratio=0.75", "schedule.iterations=4",
-                 "schedule.warmup_iterations=2", "optimizer.lr=1e-3", "checkpoint_interval=2")
+                 "schedule.warmup_iterations=2", "optimizer.lr=1e-3", "checkpoint_interval=2",
+                 "mix_style.probability=0.5")
 
 
 def _final_weights(summary: dict) -> dict[str, torch.Tensor]:

@@ -50,6 +50,8 @@ def test_command_line_overrides_and_yaml_number_quirk():
     ("iterations", "key.path=value"),
     ("class_paste.probability=1.5", r"class_paste.probability must be in \[0, 1\]"),
     ("class_paste.probability=0.5", "class_paste.classes is empty"),
+    ("mix_style.probability=-0.1", r"mix_style.probability must be in \[0, 1\], got -0.1"),
+    ("mix_style.alpha=0", "mix_style.alpha must be > 0, got 0"),
     ("validation.stride=600", r"'validation.stride' must be at most 'validation.window' \(512\)"),
     ("validation.window=16", r"'validation.window' must be in \[32, 8192\]"),
     ("class_paste.classes=[7]", r"'class_paste.classes\[0\]' must be a string, got the number 7; quote it"),
@@ -66,6 +68,11 @@ def test_bad_overrides_are_rejected_with_a_clear_error(override, message):
     with pytest.raises(ValueError, match=message) as error:
         load_config(None, [override])
     assert "\n" not in str(error.value)  # a user error is one line
+
+
+def test_mix_style_without_layers_is_refused():
+    with pytest.raises(ValueError, match=r"mix_style.layers is empty: name the layers"):
+        load_config(None, ["mix_style.probability=0.5", "mix_style.layers=[]"])
 
 
 def test_several_problems_are_one_line():
